@@ -1,0 +1,759 @@
+"""Find decoder layers whose cross-attention is masked from the decoder side.
+
+The analysis is structural: a Keras ``Layer``/``Model`` subclass that owns
+``MultiHeadAttention`` sublayers, calls one of them with the decoder sequence
+as query and a *different* tensor (the encoder outputs) as key/value, and
+feeds that cross-attention a mask whose data flow leads back to the decoder
+side -- the decoder's ``mask`` expanded over keys, or a causal mask.  Names
+are never trusted; only where values come from.
+
+The module also finds where such a layer is called (``Layer(...)(x, enc)``,
+``layer = Layer(...); layer(x, enc)``, ``self.dec(x, enc)``), and traces the
+encoder outputs back to the encoder's token ``Input`` so that the rewrite can
+thread an encoder padding mask through.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+
+import libcst as cst
+
+# Labels attached to mask expressions by the data-flow walk.
+CAUSAL = "causal"  # built from a lower-triangular pattern over the decoder steps
+DEC_MASK = "dec-mask"  # the decoder padding mask, spread over the key axis
+DEC_MASK_Q = "dec-mask-query"  # the decoder padding mask over the query axis only
+DEC = "dec"  # derived from the decoder sequence's values or shape
+ENC = "enc"  # derived from the encoder outputs
+EXTERNAL = "external"  # another parameter: provenance unknown here
+
+_CAUSAL_CALLS = {"band_part", "tril", "triu"}
+_RANGE_CALLS = {"range", "arange"}
+_PASS_THROUGH_ATTRS = {"shape", "dtype"}
+
+
+# --------------------------------------------------------------------------
+# small syntax helpers
+
+
+def dotted(node: cst.CSTNode) -> Optional[str]:
+    """``a.b.c`` for a Name/Attribute chain, else None."""
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        base = dotted(node.value)
+        return None if base is None else f"{base}.{node.attr.value}"
+    return None
+
+
+def last_name(node: cst.CSTNode) -> Optional[str]:
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        return node.attr.value
+    return None
+
+
+def is_none(node: Optional[cst.CSTNode]) -> bool:
+    return isinstance(node, cst.Name) and node.value == "None"
+
+
+def self_attr(node: cst.CSTNode) -> Optional[str]:
+    """``X`` for ``self.X`` or ``self.X[i]``."""
+    if isinstance(node, cst.Subscript):
+        node = node.value
+    if (
+        isinstance(node, cst.Attribute)
+        and isinstance(node.value, cst.Name)
+        and node.value.value == "self"
+    ):
+        return node.attr.value
+    return None
+
+
+def iter_calls(node: cst.CSTNode) -> Iterator[cst.Call]:
+    """Every Call below ``node``, not descending into nested scopes."""
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, cst.Call):
+            yield cur
+        for child in reversed(cur.children):
+            if isinstance(child, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+                continue
+            stack.append(child)
+
+
+def iter_nodes(node: cst.CSTNode, kind) -> Iterator[cst.CSTNode]:
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, kind):
+            yield cur
+        stack.extend(reversed(cur.children))
+
+
+def positional_args(call: cst.Call) -> List[cst.Arg]:
+    return [a for a in call.args if a.keyword is None and not a.star]
+
+
+def keyword_arg(call: cst.Call, name: str) -> Optional[cst.Arg]:
+    for a in call.args:
+        if a.keyword is not None and a.keyword.value == name:
+            return a
+    return None
+
+
+def names_in(node: cst.CSTNode) -> Set[str]:
+    return {n.value for n in iter_nodes(node, cst.Name)}
+
+
+# --------------------------------------------------------------------------
+# module facts: imports and dialect
+
+
+@dataclass
+class Dialect:
+    """How a module spells tensor ops, so that new code reads like the old."""
+
+    runtime: str = "keras3"  # "keras3" or "tf.keras"
+    tf: Optional[str] = None  # alias bound to tensorflow
+    ops: Optional[str] = None  # alias bound to keras.ops
+    keras: Optional[str] = None  # alias bound to keras (Keras 3)
+    numpy: Optional[str] = None
+
+    def not_equal(self, tokens: str, pad: int) -> str:
+        if self.runtime == "keras3" and self.ops:
+            return f"{self.ops}.not_equal({tokens}, {pad})"
+        if self.runtime == "keras3" and self.keras:
+            return f"{self.keras}.ops.not_equal({tokens}, {pad})"
+        if self.tf:
+            return f"{self.tf}.math.not_equal({tokens}, {pad})"
+        if self.ops:
+            return f"{self.ops}.not_equal({tokens}, {pad})"
+        return f"{tokens} != {pad}"
+
+
+def module_dialect(module: cst.Module) -> Dialect:
+    d = Dialect()
+    tf_keras = False
+    keras3 = False
+    for stmt in module.body:
+        for node in iter_nodes(stmt, (cst.Import, cst.ImportFrom)):
+            if isinstance(node, cst.Import):
+                for alias in node.names:
+                    full = dotted(alias.name) or ""
+                    bound = alias.asname.name.value if alias.asname else full.split(".")[0]
+                    if full == "tensorflow":
+                        d.tf = bound
+                    elif full in ("tensorflow.keras", "tf_keras") or full.startswith("tf_keras."):
+                        tf_keras = True
+                    elif full == "keras.ops" and alias.asname:
+                        d.ops, keras3 = bound, True
+                    elif full == "keras" or full.startswith("keras."):
+                        keras3 = True
+                        if full == "keras":
+                            d.keras = bound
+                    elif full == "numpy":
+                        d.numpy = bound
+            else:
+                mod = dotted(node.module) if node.module else ""
+                mod = mod or ""
+                if mod.startswith("tensorflow") or mod.startswith("tf_keras") or "_tf_keras" in mod:
+                    tf_keras = True
+                elif mod == "keras" or mod.startswith("keras."):
+                    keras3 = True
+                if isinstance(node.names, cst.ImportStar):
+                    continue
+                for alias in node.names:
+                    name = dotted(alias.name) or ""
+                    bound = alias.asname.name.value if alias.asname else name
+                    if mod == "keras" and name == "ops":
+                        d.ops = bound
+                    elif mod == "tensorflow" and name == "keras":
+                        tf_keras = True
+    if tf_keras and not (keras3 and (d.ops or d.keras)):
+        d.runtime = "tf.keras"
+    elif keras3:
+        d.runtime = "keras3"
+    elif d.tf:
+        d.runtime = "tf.keras"
+    return d
+
+
+# --------------------------------------------------------------------------
+# decoder classes
+
+
+@dataclass
+class AttentionCall:
+    call: cst.Call
+    query: Optional[cst.BaseExpression]
+    value: Optional[cst.BaseExpression]
+    key: Optional[cst.BaseExpression]
+    mask_arg: Optional[cst.Arg]  # the Arg carrying attention_mask, if any
+    causal_flag: Optional[cst.Arg]  # use_causal_mask=... if any
+
+
+@dataclass
+class DecoderClass:
+    """A layer whose cross-attention reads a decoder-side mask."""
+
+    node: cst.ClassDef
+    name: str
+    call: cst.FunctionDef
+    params: List[str]  # call parameters without self
+    dec_param: str
+    enc_param: str
+    self_attention: Optional[AttentionCall]
+    cross_attention: AttentionCall
+    labels: Set[str]
+    mask_param: Optional[str]  # the parameter Keras fills with the mask
+    flow: "_Flow" = field(repr=False, default=None)
+
+    @property
+    def dec_index(self) -> int:
+        return self.params.index(self.dec_param)
+
+    @property
+    def enc_index(self) -> int:
+        return self.params.index(self.enc_param)
+
+    def reason(self) -> str:
+        parts = []
+        if CAUSAL in self.labels:
+            parts.append("a causal mask over decoder steps")
+        if DEC_MASK in self.labels:
+            parts.append("the decoder's padding mask")
+        what = " combined with ".join(parts) or "a decoder-side mask"
+        return (
+            f"cross-attention in {self.name}.{self.call.name.value} is masked with {what}; "
+            f"its keys are `{self.enc_param}`, so the mask must come from the encoder's padding"
+        )
+
+
+def _is_layer_class(node: cst.ClassDef, local_layers: Set[str]) -> bool:
+    for base in node.bases:
+        name = last_name(base.value)
+        if name in ("Layer", "Model") or name in local_layers:
+            return True
+    return False
+
+
+def _mha_attributes(cls: cst.ClassDef, mha_names: Set[str]) -> Set[str]:
+    """Attributes of ``self`` that hold MultiHeadAttention layers (or lists of them)."""
+    attrs: Set[str] = set()
+    for node in iter_nodes(cls.body, (cst.Assign, cst.AnnAssign)):
+        targets = (
+            [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
+        )
+        if node.value is None:
+            continue
+        builds = any(
+            last_name(c.func) in mha_names for c in iter_nodes(node.value, cst.Call)
+        )
+        if not builds:
+            continue
+        for target in targets:
+            attr = self_attr(target)
+            if attr:
+                attrs.add(attr)
+    return attrs
+
+
+def _methods(cls: cst.ClassDef) -> Dict[str, cst.FunctionDef]:
+    return {
+        s.name.value: s for s in cls.body.body if isinstance(s, cst.FunctionDef)
+    }
+
+
+def _param_names(fn: cst.FunctionDef) -> List[str]:
+    ps = fn.params
+    names = [p.name.value for p in (*ps.posonly_params, *ps.params, *ps.kwonly_params)]
+    if names and names[0] in ("self", "cls"):
+        names = names[1:]
+    return names
+
+
+class _Scope:
+    """Flow-insensitive reaching definitions of a function body."""
+
+    def __init__(self, fn: cst.FunctionDef):
+        self.params = set(_param_names(fn))
+        self.assigns: Dict[str, List[cst.BaseExpression]] = {}
+        self.opaque: Set[str] = set()  # bound by unpacking, loops, with, ...
+        for node in iter_nodes(fn.body, (cst.Assign, cst.AnnAssign, cst.AugAssign, cst.For, cst.WithItem, cst.NamedExpr)):
+            if isinstance(node, cst.Assign):
+                for t in node.targets:
+                    self._bind(t.target, node.value)
+            elif isinstance(node, cst.AnnAssign):
+                if node.value is not None:
+                    self._bind(node.target, node.value)
+            elif isinstance(node, cst.AugAssign):
+                self._bind(node.target, node.value, keep=True)
+            elif isinstance(node, cst.NamedExpr):
+                self._bind(node.target, node.value)
+            elif isinstance(node, cst.For):
+                self._bind(node.target, node.iter)
+            elif isinstance(node, cst.WithItem) and node.asname is not None:
+                self._bind(node.asname.name, node.item)
+
+    def _bind(self, target, value, keep=False):
+        if isinstance(target, cst.Name):
+            self.assigns.setdefault(target.value, []).append(value)
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            for el in target.elements:
+                self._bind(el.value, value)
+
+
+class _Flow:
+    """Labels for expressions inside one method, following local assignments."""
+
+    def __init__(self, cls_methods: Dict[str, cst.FunctionDef], fn: cst.FunctionDef,
+                 dec: str, enc: str, mask_param: Optional[str], module_funcs: Dict[str, cst.FunctionDef]):
+        self.scope = _Scope(fn)
+        self.methods = cls_methods
+        self.module_funcs = module_funcs
+        self.dec, self.enc, self.mask_param = dec, enc, mask_param
+        self._memo: Dict[str, Set[str]] = {}
+        self._active: Set[str] = set()
+
+    def name_labels(self, name: str) -> Set[str]:
+        if name in self._memo:
+            return self._memo[name]
+        if name in self._active:
+            return set()
+        self._active.add(name)
+        out: Set[str] = set()
+        if name == self.dec:
+            out.add(DEC)
+        elif name == self.enc:
+            out.add(ENC)
+        elif name == self.mask_param:
+            out.add(DEC_MASK)
+        elif name in self.scope.params:
+            out.add(EXTERNAL)
+        for value in self.scope.assigns.get(name, ()):
+            out |= self.labels(value)
+        self._active.discard(name)
+        self._memo[name] = out
+        return out
+
+    def labels(self, node: cst.CSTNode) -> Set[str]:
+        if isinstance(node, cst.Name):
+            return self.name_labels(node.value)
+        if isinstance(node, cst.Subscript):
+            base = self.labels(node.value)
+            side = _expansion_side(node)
+            if side == "query" and DEC_MASK in base:
+                base = (base - {DEC_MASK}) | {DEC_MASK_Q}
+            return base
+        if isinstance(node, cst.Attribute):
+            if node.attr.value in _PASS_THROUGH_ATTRS:
+                return self.labels(node.value) & {DEC, ENC}
+            base = self.labels(node.value)
+            return base
+        if isinstance(node, cst.Call):
+            return self._call_labels(node)
+        if isinstance(node, cst.Comparison):
+            out = self.labels(node.left)
+            for c in node.comparisons:
+                out |= self.labels(c.comparator)
+            if _looks_causal(node, self):
+                out.add(CAUSAL)
+            return out
+        out: Set[str] = set()
+        for child in node.children:
+            if isinstance(child, (cst.BaseExpression, cst.Arg, cst.Element, cst.BaseSlice,
+                                  cst.SubscriptElement, cst.ComparisonTarget, cst.DictElement)):
+                out |= self.labels(child)
+        return out
+
+    def _call_labels(self, call: cst.Call) -> Set[str]:
+        fname = last_name(call.func)
+        arg_labels: Set[str] = set()
+        for a in call.args:
+            arg_labels |= self.labels(a.value)
+        if fname in _CAUSAL_CALLS:
+            return arg_labels | {CAUSAL}
+        if fname == "expand_dims":
+            axis = _axis_arg(call)
+            if axis is not None and axis != 1 and DEC_MASK in arg_labels:
+                arg_labels = (arg_labels - {DEC_MASK}) | {DEC_MASK_Q}
+            return arg_labels
+        helper = None
+        attr = self_attr(call.func)
+        if attr and attr in self.methods:
+            helper = self.methods[attr]
+        elif isinstance(call.func, cst.Name) and call.func.value in self.module_funcs:
+            helper = self.module_funcs[call.func.value]
+        if helper is not None and _builds_causal(helper):
+            return arg_labels | {CAUSAL}
+        if attr or (isinstance(call.func, cst.Attribute) and last_name(call.func.value) is None):
+            # A method on a computed object: conservatively pass labels through.
+            return arg_labels | self.labels(call.func)
+        return arg_labels
+
+
+def _axis_arg(call: cst.Call) -> Optional[int]:
+    arg = keyword_arg(call, "axis")
+    if arg is None:
+        pos = positional_args(call)
+        arg = pos[1] if len(pos) > 1 else None
+    if arg is None:
+        return None
+    v = arg.value
+    if isinstance(v, cst.Integer):
+        return int(v.value)
+    if isinstance(v, cst.UnaryOperation) and isinstance(v.operator, cst.Minus) and isinstance(v.expression, cst.Integer):
+        return -int(v.expression.value)
+    return None
+
+
+def _is_new_axis(node: cst.BaseExpression) -> bool:
+    return is_none(node) or last_name(node) == "newaxis"
+
+
+def _expansion_side(node: cst.Subscript) -> Optional[str]:
+    """'query' for ``m[:, :, None]`` (a [B, T, 1] mask), 'key' for ``m[:, None, :]``."""
+    items = [el.slice for el in node.slice]
+    shape = []
+    for it in items:
+        if isinstance(it, cst.Slice):
+            shape.append(":")
+        elif isinstance(it, cst.Index) and _is_new_axis(it.value):
+            shape.append("new")
+        elif isinstance(it, cst.Index) and isinstance(it.value, cst.Ellipsis):
+            shape.append("...")
+        else:
+            shape.append("x")
+    if shape in ([":", ":", "new"], ["...", "new"]):
+        return "query"
+    if shape in ([":", "new", ":"], [":", "new"]):
+        return "key"
+    return None
+
+
+def _looks_causal(cmp: cst.Comparison, flow: Optional[_Flow] = None) -> bool:
+    """``i >= j`` where both sides come from range/arange: a lower triangle."""
+    ops = [type(c.operator) for c in cmp.comparisons]
+    if not ops or not all(o in (cst.GreaterThanEqual, cst.GreaterThan, cst.LessThan, cst.LessThanEqual) for o in ops):
+        return False
+    sides = [cmp.left] + [c.comparator for c in cmp.comparisons]
+    return all(_from_range(s, flow) for s in sides)
+
+
+def _from_range(node: cst.CSTNode, flow: Optional[_Flow], depth: int = 0) -> bool:
+    if depth > 6:
+        return False
+    for call in iter_nodes(node, cst.Call):
+        if last_name(call.func) in _RANGE_CALLS:
+            return True
+    if flow is not None:
+        for name in names_in(node):
+            for value in flow.scope.assigns.get(name, ()):
+                if _from_range(value, flow, depth + 1):
+                    return True
+    return False
+
+
+_causal_cache: Dict[int, bool] = {}
+
+
+def _builds_causal(fn: cst.FunctionDef) -> bool:
+    """Whether a helper function builds a lower-triangular (causal) mask."""
+    key = id(fn)
+    if key in _causal_cache:
+        return _causal_cache[key]
+    result = False
+    for call in iter_nodes(fn.body, cst.Call):
+        if last_name(call.func) in _CAUSAL_CALLS:
+            result = True
+            break
+    if not result:
+        flow = _Flow({}, fn, "", "", None, {})
+        for cmp in iter_nodes(fn.body, cst.Comparison):
+            if _looks_causal(cmp, flow):
+                result = True
+                break
+    _causal_cache[key] = result
+    return result
+
+
+def _bind_attention_args(call: cst.Call, runtime: str) -> AttentionCall:
+    pos = positional_args(call)
+    slots: Dict[str, cst.Arg] = {}
+    names = ["query", "value", "key"]
+    # The 4th positional parameter of MultiHeadAttention.__call__ differs.
+    names.append("attention_mask" if runtime == "tf.keras" else "query_mask")
+    for arg, name in zip(pos, names):
+        slots[name] = arg
+    for a in call.args:
+        if a.keyword is not None:
+            slots[a.keyword.value] = a
+    get = lambda n: slots[n].value if n in slots else None  # noqa: E731
+    return AttentionCall(
+        call=call,
+        query=get("query"),
+        value=get("value"),
+        key=get("key"),
+        mask_arg=slots.get("attention_mask"),
+        causal_flag=slots.get("use_causal_mask"),
+    )
+
+
+def _roots(node: Optional[cst.CSTNode], scope: _Scope, seen: Optional[Set[str]] = None) -> Set[str]:
+    """Parameters of the method that an expression's value depends on."""
+    if node is None:
+        return set()
+    seen = set() if seen is None else seen
+    out: Set[str] = set()
+    for name in names_in(node):
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in scope.params:
+            out.add(name)
+        for value in scope.assigns.get(name, ()):
+            out |= _roots(value, scope, seen)
+    return out
+
+
+def _same(a: Optional[cst.CSTNode], b: Optional[cst.CSTNode]) -> bool:
+    return a is not None and b is not None and a.deep_equals(b)
+
+
+@dataclass
+class ModuleFacts:
+    module: cst.Module
+    dialect: Dialect
+    decoders: List[DecoderClass] = field(default_factory=list)
+    pad_id: Optional[int] = None  # read from an embedding's compute_mask
+    layer_classes: Set[str] = field(default_factory=set)
+    embedding_classes: Set[str] = field(default_factory=set)  # local layers with compute_mask
+
+
+def analyze_module(module: cst.Module) -> ModuleFacts:
+    """Find every decoder class with a decoder-side cross-attention mask."""
+    dialect = module_dialect(module)
+    facts = ModuleFacts(module=module, dialect=dialect)
+    classes = [n for n in iter_nodes(module, cst.ClassDef)]
+    module_funcs = {
+        s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)
+    }
+    mha_names = {"MultiHeadAttention"}
+    layer_names: Set[str] = set()
+    changed = True
+    while changed:  # local subclasses of local layers are layers too
+        changed = False
+        for c in classes:
+            if c.name.value not in layer_names and _is_layer_class(c, layer_names):
+                layer_names.add(c.name.value)
+                changed = True
+    facts.layer_classes = layer_names
+    for cls in classes:
+        if cls.name.value not in layer_names:
+            continue
+        methods = _methods(cls)
+        if "compute_mask" in methods:
+            facts.embedding_classes.add(cls.name.value)
+            if facts.pad_id is None:
+                facts.pad_id = _pad_id(methods["compute_mask"])
+        attrs = _mha_attributes(cls, mha_names)
+        if not attrs:
+            continue
+        for fn in methods.values():
+            found = _decoder_in_method(cls, fn, attrs, methods, module_funcs, dialect)
+            if found is not None:
+                facts.decoders.append(found)
+                break
+    return facts
+
+
+def _pad_id(fn: cst.FunctionDef) -> Optional[int]:
+    for call in iter_nodes(fn.body, cst.Call):
+        if last_name(call.func) == "not_equal":
+            for a in positional_args(call)[1:2]:
+                if isinstance(a.value, cst.Integer):
+                    return int(a.value.value)
+    for cmp in iter_nodes(fn.body, cst.Comparison):
+        for c in cmp.comparisons:
+            if isinstance(c.operator, cst.NotEqual) and isinstance(c.comparator, cst.Integer):
+                return int(c.comparator.value)
+    return None
+
+
+def _decoder_in_method(cls, fn, attrs, methods, module_funcs, dialect) -> Optional[DecoderClass]:
+    calls = []
+    for call in iter_calls(fn.body):
+        attr = self_attr(call.func)
+        if attr in attrs:
+            calls.append(_bind_attention_args(call, dialect.runtime))
+    if not calls:
+        return None
+    scope = _Scope(fn)
+    params = _param_names(fn)
+    self_attn = None
+    cross = None
+    for ac in calls:
+        if ac.query is None or ac.value is None:
+            continue
+        if _same(ac.query, ac.value) and (ac.key is None or _same(ac.query, ac.key)):
+            self_attn = self_attn or ac
+            continue
+        q_roots, v_roots = _roots(ac.query, scope), _roots(ac.value, scope)
+        enc_roots = v_roots - q_roots
+        if len(v_roots) == 1 and enc_roots:
+            cross = cross or (ac, next(iter(enc_roots)), q_roots)
+    if cross is None:
+        return None
+    ac, enc, q_roots = cross
+    if self_attn is not None:
+        dec_roots = _roots(self_attn.query, scope)
+    else:
+        dec_roots = q_roots
+    dec_candidates = [p for p in params if p in dec_roots and p != enc]
+    if not dec_candidates:
+        return None
+    dec = dec_candidates[0]
+    mask_param = "mask" if "mask" in params else None
+    if mask_param is not None and params.index(dec) > params.index(enc):
+        # tf.keras fills ``mask`` from the first argument: here the encoder's.
+        mask_param = None
+    flow = _Flow(methods, fn, dec, enc, mask_param, module_funcs)
+    labels: Set[str] = set()
+    if ac.mask_arg is not None:
+        labels = flow.labels(ac.mask_arg.value)
+    if not (labels & {CAUSAL, DEC_MASK}):
+        return None
+    return DecoderClass(
+        node=cls,
+        name=cls.name.value,
+        call=fn,
+        params=params,
+        dec_param=dec,
+        enc_param=enc,
+        self_attention=self_attn,
+        cross_attention=ac,
+        labels=labels,
+        mask_param="mask" if "mask" in params else None,
+        flow=flow,
+    )
+
+
+# --------------------------------------------------------------------------
+# call sites
+
+
+@dataclass
+class CallSite:
+    """One place a decoder layer is applied."""
+
+    decoder: DecoderClass
+    call: cst.Call  # the layer application
+    statement: cst.CSTNode  # the simple statement holding it
+    dec_arg: Optional[cst.BaseExpression]
+    enc_arg: Optional[cst.BaseExpression]
+    has_mask_kwarg: bool
+
+    @property
+    def decoder_only(self) -> bool:
+        return _same(self.dec_arg, self.enc_arg)
+
+
+def _bind_layer_args(call: cst.Call, dec: DecoderClass):
+    pos = positional_args(call)
+    slots: Dict[str, cst.BaseExpression] = {}
+    for arg, name in zip(pos, dec.params):
+        slots[name] = arg.value
+    for a in call.args:
+        if a.keyword is not None:
+            slots[a.keyword.value] = a.value
+    if len(pos) == 1 and isinstance(pos[0].value, (cst.List, cst.Tuple)) and dec.enc_param not in slots:
+        # ``layer([x, enc])``: a list input
+        els = [e.value for e in pos[0].value.elements]
+        if len(els) >= 2:
+            return els[0], els[1]
+    return slots.get(dec.dec_param), slots.get(dec.enc_param)
+
+
+class _StatementIndex(cst.CSTVisitor):
+    """Maps every Call to the innermost simple statement containing it."""
+
+    def __init__(self):
+        self.stmt_of: Dict[int, cst.CSTNode] = {}
+        self._stack: List[cst.CSTNode] = []
+
+    def visit_SimpleStatementLine(self, node):
+        self._stack.append(node)
+
+    def leave_SimpleStatementLine(self, node):
+        self._stack.pop()
+
+    def visit_Call(self, node):
+        if self._stack:
+            self.stmt_of[id(node)] = self._stack[-1]
+
+
+def find_call_sites(module: cst.Module, decoders: Sequence[DecoderClass]) -> List[CallSite]:
+    """Calls of the given decoder classes anywhere in ``module``."""
+    by_name = {d.name: d for d in decoders}
+    if not by_name:
+        return []
+    index = _StatementIndex()
+    module.visit(index)
+    instances: Dict[str, DecoderClass] = {}  # variable or self-attribute -> class
+    for node in iter_nodes(module, (cst.Assign, cst.AnnAssign)):
+        value = node.value
+        if not isinstance(value, cst.Call) or last_name(value.func) not in by_name:
+            continue
+        targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
+        for t in targets:
+            key = _instance_key(t)
+            if key:
+                instances[key] = by_name[last_name(value.func)]
+    sites = []
+    for call in iter_nodes(module, cst.Call):
+        dec = None
+        func = call.func
+        if isinstance(func, cst.Call) and last_name(func.func) in by_name:
+            dec = by_name[last_name(func.func)]
+        else:
+            key = _instance_key(func)
+            if key and key in instances:
+                dec = instances[key]
+        if dec is None:
+            continue
+        d, e = _bind_layer_args(call, dec)
+        sites.append(CallSite(
+            decoder=dec,
+            call=call,
+            statement=index.stmt_of.get(id(call)),
+            dec_arg=d,
+            enc_arg=e,
+            has_mask_kwarg=keyword_arg(call, "encoder_padding_mask") is not None,
+        ))
+    return sites
+
+
+def _instance_key(node: cst.CSTNode) -> Optional[str]:
+    if isinstance(node, cst.Name):
+        return node.value
+    attr = self_attr(node)
+    return f"self.{attr}" if attr and not isinstance(node, cst.Subscript) else None
+
+
+_SUPPRESS = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*))?", re.I)
+
+
+def suppressed(line_text: str, code: str) -> bool:
+    """``# noqa`` or ``# noqa: MF001`` on the line."""
+    m = _SUPPRESS.search(line_text)
+    if not m:
+        return False
+    codes = m.group("codes")
+    if not codes:
+        return True
+    return code.upper() in {c.upper() for c in re.split(r"[,\s]+", codes) if c}

@@ -1,0 +1,196 @@
+"""One pass over a set of sources: analyse, plan, and (optionally) rewrite.
+
+``check`` and ``rewrite`` share this path, so a finding is reported exactly
+when the rewrite would act on it.  Sources are analysed together so that a
+decoder defined in one file is followed to the files that call it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from .analysis import DecoderClass, ModuleFacts, analyze_module, find_call_sites, suppressed
+from .rewrite import CallSitePlanner, Edits, _Style, apply, plan_layer
+
+CODES = {
+    "MF001": "cross-attention masked from the decoder side (decoder padding or causal mask)",
+    "MF002": "decoder call site needs an explicit encoder_padding_mask",
+}
+
+
+@dataclass
+class Finding:
+    code: str
+    message: str
+    line: int  # 1-based
+    column: int  # 1-based
+    fixable: bool = False
+
+
+@dataclass
+class Outcome:
+    """What one source produced."""
+
+    findings: List[Finding] = field(default_factory=list)
+    new_source: Optional[str] = None  # set when a rewrite changed the source
+    error: Optional[str] = None
+    notes: List[str] = field(default_factory=list)  # how call sites were threaded
+
+
+@dataclass
+class _Unit:
+    key: str
+    source: str
+    module: cst.Module
+    facts: ModuleFacts
+    imported: set
+
+
+def _imported_names(module: cst.Module) -> set:
+    names = set()
+    for stmt in module.body:
+        if isinstance(stmt, cst.SimpleStatementLine):
+            for small in stmt.body:
+                if isinstance(small, cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
+                    for alias in small.names:
+                        names.add(alias.asname.name.value if alias.asname else alias.name.value)
+    return names
+
+
+def run(sources: Dict[str, str], fix: bool = False) -> Dict[str, Outcome]:
+    """Analyse ``{key: source}`` together; rewrite when ``fix``."""
+    outcomes: Dict[str, Outcome] = {}
+    units: List[_Unit] = []
+    for key, source in sources.items():
+        try:
+            module = cst.parse_module(source)
+        except cst.ParserSyntaxError as exc:
+            outcomes[key] = Outcome(error=f"cannot parse: {_syntax_reason(exc)}")
+            continue
+        except RecursionError:
+            outcomes[key] = Outcome(error="cannot parse: nesting too deep")
+            continue
+        units.append(_Unit(key, source, module, analyze_module(module), _imported_names(module)))
+
+    exported: Dict[str, DecoderClass] = {}
+    for u in units:
+        for d in u.facts.decoders:
+            exported.setdefault(d.name, d)
+
+    # Every call of each decoder, across all sources.
+    sites_by_unit = {}
+    sites_of: Dict[int, list] = {}
+    for u in units:
+        visible = list(u.facts.decoders)
+        visible += [d for name, d in exported.items() if name in u.imported and d not in visible]
+        sites = find_call_sites(u.module, visible) if visible else []
+        sites_by_unit[u.key] = sites
+        for s in sites:
+            sites_of.setdefault(id(s.decoder), []).append((u, s))
+
+    views = {u.key: _View(u) for u in units if u.facts.decoders or sites_by_unit[u.key]}
+    fixing = set()  # ids of decoders that will be rewritten
+    for u in units:
+        out = outcomes[u.key] = Outcome()
+        for dec in u.facts.decoders:
+            finding = _judge(dec, views[u.key], sites_of.get(id(dec), []))
+            if finding is not None:
+                out.findings.append(finding)
+                if finding.fixable:
+                    fixing.add(id(dec))
+    for u in units:
+        if u.key in views:
+            _plan_and_apply(u, views[u.key], sites_by_unit[u.key], fixing, outcomes[u.key], fix)
+    return outcomes
+
+
+def _syntax_reason(exc: cst.ParserSyntaxError) -> str:
+    return f"syntax error at line {exc.raw_line}, column {exc.raw_column + 1}"
+
+
+class _View:
+    """Positions and line texts of one parsed source."""
+
+    def __init__(self, u: _Unit):
+        self.pos = MetadataWrapper(u.module, unsafe_skip_copy=True).resolve(PositionProvider)
+        self.lines = u.source.splitlines()
+
+    def where(self, node):
+        start = self.pos[node].start
+        return start.line, start.column + 1
+
+    def suppressed(self, code, *nodes) -> bool:
+        for n in nodes:
+            line = self.pos[n].start.line
+            if 0 < line <= len(self.lines) and suppressed(self.lines[line - 1], code):
+                return True
+        return False
+
+
+def _judge(dec: DecoderClass, view: _View, all_sites) -> Optional[Finding]:
+    """MF001 for a decoder, or None when it is suppressed or only used decoder-only."""
+    anchor = dec.cross_attention.mask_arg or dec.cross_attention.call
+    if view.suppressed("MF001", anchor, dec.cross_attention.call, dec.node):
+        return None
+    only = [s for _, s in all_sites if s.decoder_only]
+    if all_sites and len(only) == len(all_sites):
+        return None  # a text generator: with one tensor twice the causal mask is needed
+    line, col = view.where(anchor)
+    if only:
+        unit, site = next((u, s) for u, s in all_sites if s.decoder_only)
+        return Finding("MF001", dec.reason() + f" (not rewritten: {dec.name} is also called with one "
+                       f"tensor twice, decoder-only, in {unit.key} at line {_line_of(unit, site.call)})",
+                       line, col)
+    return Finding("MF001", dec.reason(), line, col, fixable=True)
+
+
+def _line_of(unit: _Unit, node) -> int:
+    pos = MetadataWrapper(unit.module, unsafe_skip_copy=True).resolve(PositionProvider)
+    return pos[node].start.line
+
+
+def _plan_and_apply(u: _Unit, view: _View, sites, fixing, out: Outcome, fix: bool) -> None:
+    style = _Style(u.module)
+    edits = Edits()
+    for dec in u.facts.decoders:
+        if id(dec) in fixing:
+            plan_layer(dec, u.facts, style, edits)
+    planner = CallSitePlanner(u.facts, style, edits)
+    for site in sites:
+        if id(site.decoder) not in fixing or view.suppressed("MF002", site.call):
+            continue
+        plan = planner.plan(site)
+        if plan.kind == "unresolved":
+            line, col = view.where(site.call)
+            out.findings.append(Finding(
+                "MF002",
+                f"call of {site.decoder.name}: pass encoder_padding_mask= here by hand ({plan.detail}); "
+                "until then the layer falls back to the mask Keras attached to the encoder outputs",
+                line, col,
+            ))
+        elif plan.kind in ("direct", "submodel"):
+            out.notes.append(plan.detail)
+    if fix and edits:
+        new = apply(u.module, edits).code
+        if new != u.source:
+            out.new_source = new
+
+
+def check_source(source: str) -> List[Finding]:
+    """Findings for one self-contained source."""
+    out = run({"<source>": source})["<source>"]
+    if out.error:
+        raise ValueError(out.error)
+    return out.findings
+
+
+def rewrite_source(source: str) -> str:
+    """The fixed source (unchanged when there is nothing to fix)."""
+    out = run({"<source>": source}, fix=True)["<source>"]
+    if out.error:
+        raise ValueError(out.error)
+    return out.new_source if out.new_source is not None else source

@@ -1,0 +1,474 @@
+"""The LibCST rewrite: fix a decoder layer and thread the encoder padding mask.
+
+Planning and applying are separate.  The planners read the analysed tree
+and record *edits keyed by node identity*; one small transformer applies
+them.  Nothing outside the edited nodes is regenerated, so every other byte
+of the file (comments, quotes, blank lines, line endings) stays as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
+
+import libcst as cst
+
+from .analysis import (
+    CAUSAL,
+    DEC_MASK,
+    DecoderClass,
+    CallSite,
+    ModuleFacts,
+    _Flow,
+    _expansion_side,
+    iter_nodes,
+    keyword_arg,
+    last_name,
+    names_in,
+    positional_args,
+)
+from .trace import Body, index_bodies, is_input_call, layer_instances, trace_root
+
+NEW_PARAM = "encoder_padding_mask"
+
+
+@dataclass
+class Edits:
+    """Changes to apply, keyed by ``id()`` of nodes in the analysed tree."""
+
+    replace: Dict[int, cst.CSTNode] = field(default_factory=dict)
+    add_args: Dict[int, List[cst.Arg]] = field(default_factory=dict)
+    add_elements: Dict[int, List[Tuple[int, cst.BaseExpression]]] = field(default_factory=dict)
+    insert_after: Dict[int, List[cst.BaseStatement]] = field(default_factory=dict)
+    prepend: Dict[int, List[cst.BaseStatement]] = field(default_factory=dict)
+    add_param: Dict[int, str] = field(default_factory=dict)
+    add_else: Dict[int, cst.BaseStatement] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return any(vars(self).values())
+
+
+@dataclass
+class Note:
+    """Something the rewrite did or could not do, tied to a node."""
+
+    node: cst.CSTNode
+    code: str
+    message: str
+
+
+# --------------------------------------------------------------------------
+# code generation helpers
+
+
+class _Style:
+    def __init__(self, module: cst.Module):
+        self.module = module
+        doubles = singles = 0
+        for s in iter_nodes(module, cst.SimpleString):
+            q = s.quote
+            if q == '"':
+                doubles += 1
+            elif q == "'":
+                singles += 1
+        self.quote = "'" if singles > doubles else '"'
+        self.config = module.config_for_parsing
+
+    def string(self, text: str) -> str:
+        return f"{self.quote}{text}{self.quote}"
+
+    def statement(self, code: str) -> cst.BaseStatement:
+        indent = self.module.default_indent
+        code = code.replace("    ", indent)
+        return cst.parse_statement(code + self.module.default_newline, config=self.config)
+
+    def expression(self, code: str) -> cst.BaseExpression:
+        return cst.parse_expression(code, config=self.config)
+
+
+def _free_name(wanted: str, taken: Set[str]) -> str:
+    name, n = wanted, 1
+    while name in taken:
+        n += 1
+        name = f"{wanted}_{n}"
+    return name
+
+
+# --------------------------------------------------------------------------
+# the layer
+
+
+def _mask_expansion(dec: DecoderClass, flow: _Flow, style: _Style, facts: ModuleFacts, new_name: str) -> str:
+    """How this file spreads a padding mask over keys, applied to ``new_name``.
+
+    Reuses the expression that spread the decoder mask (``tf.cast(mask[:,
+    tf.newaxis, :], dtype="int32")`` or whatever the file wrote), so the new
+    line reads like its neighbours.
+    """
+    mask_name = dec.mask_param
+    if mask_name:
+        for value in _all_assigned_values(flow, dec.cross_attention.mask_arg.value):
+            for node in iter_nodes(value, (cst.Call, cst.Subscript)):
+                sub = node
+                if isinstance(node, cst.Call):
+                    subs = [a.value for a in node.args if isinstance(a.value, cst.Subscript)]
+                    if len(subs) != 1:
+                        continue
+                    sub = subs[0]
+                if (
+                    isinstance(sub, cst.Subscript)
+                    and isinstance(sub.value, cst.Name)
+                    and sub.value.value == mask_name
+                    and _expansion_side(sub) == "key"
+                ):
+                    new = node.deep_replace(sub.value, cst.Name(new_name))
+                    return style.module.code_for_node(new)
+    d = facts.dialect
+    if d.runtime == "tf.keras" and d.tf:
+        return f'{d.tf}.cast({new_name}[:, {d.tf}.newaxis, :], dtype={style.string("int32")})'
+    if d.ops:
+        return f'{d.ops}.cast({new_name}[:, None, :], dtype={style.string("int32")})'
+    if d.keras:
+        return f'{d.keras}.ops.cast({new_name}[:, None, :], dtype={style.string("int32")})'
+    return f"{new_name}[:, None, :]"
+
+
+def _all_assigned_values(flow: _Flow, expr: cst.BaseExpression, seen=None) -> List[cst.BaseExpression]:
+    """``expr`` and every value assigned to a local it reads, transitively."""
+    seen = set() if seen is None else seen
+    out = [expr]
+    for name in names_in(expr):
+        if name in seen:
+            continue
+        seen.add(name)
+        for value in flow.scope.assigns.get(name, ()):
+            out.extend(_all_assigned_values(flow, value, seen))
+    return out
+
+
+def plan_layer(dec: DecoderClass, facts: ModuleFacts, style: _Style, edits: Edits) -> None:
+    """Give cross-attention the encoder's padding mask; self-attention the decoder's."""
+    fn = dec.call
+    flow = dec.flow
+    taken = names_in(fn) | set(dec.params)
+    cross_name = _free_name("cross_attention_mask", taken)
+    expansion = _mask_expansion(dec, flow, style, facts, NEW_PARAM)
+    keras_mask = style.string("_keras_mask")
+    block = [
+        f"if {NEW_PARAM} is None:\n"
+        f"    {NEW_PARAM} = getattr({dec.enc_param}, {keras_mask}, None)",
+        f"{cross_name} = None",
+        f"if {NEW_PARAM} is not None:\n    {cross_name} = {expansion}",
+    ]
+    edits.add_param[id(fn)] = NEW_PARAM
+    edits.prepend[id(fn)] = [style.statement(code) for code in block]
+    old_mask = dec.cross_attention.mask_arg.value
+    edits.replace[id(old_mask)] = cst.Name(cross_name)
+    _retarget_self_attention(dec, flow, style, edits)
+
+
+def _retarget_self_attention(dec: DecoderClass, flow: _Flow, style: _Style, edits: Edits) -> None:
+    """Point self-attention at the combined padding+causal mask the bug misplaced.
+
+    Only done when the shape is the familiar one (the combined variable is
+    set under a check of the decoder mask); otherwise self-attention keeps
+    its causal mask, which is already correct.
+    """
+    sa = dec.self_attention
+    cross = dec.cross_attention.mask_arg.value
+    if sa is None or sa.mask_arg is None or not isinstance(cross, cst.Name):
+        return
+    causal = sa.mask_arg.value
+    if not isinstance(causal, cst.Name) or causal.value == cross.value:
+        return
+    causal_labels = flow.labels(causal)
+    if CAUSAL not in causal_labels or DEC_MASK in causal_labels:
+        return
+    combined = cross.value
+    values = flow.scope.assigns.get(combined, [])
+    if not any(causal.value in names_in(v) for v in values):
+        return
+    if not any(DEC_MASK in flow.labels(v) for v in values):
+        return
+    mask = dec.mask_param
+    fallback = cst.Name(causal.value)
+    planned = False
+    for node in iter_nodes(dec.call.body, (cst.If, cst.IfExp)):
+        if mask is None or mask not in names_in(node.test):
+            continue
+        if isinstance(node, cst.IfExp):
+            if any(node is v for v in values) and _is_none_or(node.orelse, mask):
+                edits.replace[id(node.orelse)] = fallback
+                planned = True
+            continue
+        if not _assigns(node.body, combined):
+            continue
+        if node.orelse is None:
+            stmt = style.statement(f"if _:\n    pass\nelse:\n    {combined} = {causal.value}")
+            edits.add_else[id(node)] = stmt.orelse
+            planned = True
+        elif isinstance(node.orelse, cst.Else):
+            for assign in iter_nodes(node.orelse.body, cst.Assign):
+                targets = [t.target for t in assign.targets]
+                if any(isinstance(t, cst.Name) and t.value == combined for t in targets) and _is_none_or(assign.value, mask):
+                    edits.replace[id(assign.value)] = fallback
+                    planned = True
+        break
+    if planned:
+        edits.replace[id(causal)] = cst.Name(combined)
+
+
+def _is_none_or(node: cst.CSTNode, mask: str) -> bool:
+    return isinstance(node, cst.Name) and node.value in ("None", mask)
+
+
+def _assigns(block: cst.CSTNode, name: str) -> bool:
+    for assign in iter_nodes(block, cst.Assign):
+        for t in assign.targets:
+            if isinstance(t.target, cst.Name) and t.target.value == name:
+                return True
+    return False
+
+
+# --------------------------------------------------------------------------
+# call sites
+
+
+@dataclass
+class SitePlan:
+    site: CallSite
+    kind: str  # "direct", "submodel", "unresolved", "passed", "decoder-only"
+    detail: str = ""
+
+
+class CallSitePlanner:
+    """Threads ``encoder_padding_mask`` to where the decoder layer is applied."""
+
+    def __init__(self, facts: ModuleFacts, style: _Style, edits: Edits):
+        self.facts = facts
+        self.style = style
+        self.edits = edits
+        self.index = index_bodies(facts.module)
+        self.instances = layer_instances(facts.module)
+        self.embeddings = frozenset(facts.embedding_classes)
+        self.pad = facts.pad_id if facts.pad_id is not None else 0
+        self._submodel_inputs: Dict[int, str] = {}  # id(feature Input stmt) -> mask input name
+
+    def pad_note(self) -> str:
+        if self.facts.pad_id is not None:
+            return f"pad id {self.pad} read from the embedding's compute_mask"
+        return "pad id 0 assumed (no embedding compute_mask found)"
+
+    def plan(self, site: CallSite) -> SitePlan:
+        if site.has_mask_kwarg:
+            return SitePlan(site, "passed")
+        if site.decoder_only:
+            return SitePlan(site, "decoder-only")
+        body = self.index.body_of.get(id(site.statement)) if site.statement is not None else None
+        if body is None or site.enc_arg is None:
+            return SitePlan(site, "unresolved", "the encoder outputs cannot be followed here")
+        at = body.position[id(site.statement)]
+        root = trace_root(site.enc_arg, body, at, self.instances)
+        if root is None:
+            return SitePlan(site, "unresolved", "the encoder outputs cannot be followed to a token input")
+        if root.is_token_input(self.embeddings):
+            self._pass_mask(site.call, self._mask_expr(root.name))
+            return SitePlan(site, "direct", self.pad_note())
+        if root.is_feature_input:
+            return self._plan_submodel(site, body, root)
+        return SitePlan(site, "unresolved", f"`{root.name}` is not a token input maskfix can read")
+
+    def _mask_expr(self, tokens: str) -> cst.BaseExpression:
+        return self.style.expression(self.facts.dialect.not_equal(tokens, self.pad))
+
+    def _pass_mask(self, call: cst.Call, value: cst.BaseExpression) -> None:
+        self.edits.add_args.setdefault(id(call), []).append(
+            cst.Arg(keyword=cst.Name(NEW_PARAM), value=value,
+                    equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")))
+        )
+
+    def _plan_submodel(self, site: CallSite, body: Body, root) -> SitePlan:
+        """The keras-io layout: the decoder is a sub-model with its own Inputs."""
+        found = self._model_using(body, root.name, root.statement_index)
+        if found is None:
+            return SitePlan(site, "unresolved", f"`{root.name}` is an Input of no model maskfix can find")
+        model_var, inputs_list, k = found
+        outer = []
+        for call in iter_nodes(self.facts.module, cst.Call):
+            if not (isinstance(call.func, cst.Name) and call.func.value == model_var):
+                continue
+            pos = positional_args(call)
+            if not pos or not isinstance(pos[0].value, (cst.List, cst.Tuple)):
+                return SitePlan(site, "unresolved", f"`{model_var}` is called without a list of inputs")
+            elements = pos[0].value.elements
+            stmt = self._statement_of(call)
+            cbody = self.index.body_of.get(id(stmt)) if stmt is not None else None
+            if k >= len(elements) or cbody is None:
+                return SitePlan(site, "unresolved", f"a call of `{model_var}` cannot be followed")
+            outer_root = trace_root(elements[k].value, cbody, cbody.position[id(stmt)], self.instances)
+            if outer_root is None or not outer_root.is_token_input(self.embeddings):
+                return SitePlan(site, "unresolved",
+                                f"the encoder outputs given to `{model_var}` cannot be followed to a token input")
+            outer.append((pos[0].value, k, outer_root.name))
+        if not outer:
+            return SitePlan(site, "unresolved", f"`{model_var}` is never called in this file")
+        input_stmt = body.statements[root.statement_index]
+        mask_input = self._submodel_inputs.get(id(input_stmt))
+        if mask_input is None:
+            mask_input = _free_name(NEW_PARAM, body.names())
+            self._submodel_inputs[id(input_stmt)] = mask_input
+            input_func = self.facts.module.code_for_node(root.input_call.func)
+            q = self.style.string
+            self.edits.insert_after.setdefault(id(input_stmt), []).append(self.style.statement(
+                f"{mask_input} = {input_func}(shape=(None,), dtype={q('bool')}, name={q(NEW_PARAM)})"
+            ))
+            self.edits.add_elements.setdefault(id(inputs_list), []).append((k, cst.Name(mask_input)))
+            for lst, idx, tokens in outer:
+                self.edits.add_elements.setdefault(id(lst), []).append((idx, self._mask_expr(tokens)))
+        self._pass_mask(site.call, cst.Name(mask_input))
+        return SitePlan(site, "submodel", f"new decoder input `{mask_input}`; {self.pad_note()}")
+
+    def _statement_of(self, call: cst.Call):
+        for body in self.index.bodies:
+            for stmt in body.statements:
+                if any(n is call for n in iter_nodes(stmt, cst.Call)):
+                    return stmt
+        return None
+
+    def _model_using(self, body: Body, input_name: str, after: int):
+        """``(model variable, its inputs list, position)`` for a Model built on ``input_name``."""
+        for stmt in body.statements[after + 1:]:
+            for small in stmt.body:
+                if not isinstance(small, cst.Assign) or not isinstance(small.value, cst.Call):
+                    continue
+                call = small.value
+                if last_name(call.func) != "Model":
+                    continue
+                arg = keyword_arg(call, "inputs")
+                if arg is None:
+                    pos = positional_args(call)
+                    arg = pos[0] if pos else None
+                if arg is None or not isinstance(arg.value, (cst.List, cst.Tuple)):
+                    continue
+                for k, el in enumerate(arg.value.elements):
+                    if isinstance(el.value, cst.Name) and el.value.value == input_name:
+                        target = small.targets[0].target
+                        if isinstance(target, cst.Name):
+                            return target.value, arg.value, k
+        return None
+
+
+# --------------------------------------------------------------------------
+# applying edits
+
+
+def _with_comma_like(items: Sequence, new_items: Sequence, comma_attr: str = "comma"):
+    """Append ``new_items`` after ``items``, copying the list's comma style."""
+    items = list(items)
+    if not items:
+        return list(new_items)
+    last = items[-1]
+    trailing = getattr(last, comma_attr)
+    if len(items) >= 2 and isinstance(getattr(items[-2], comma_attr), cst.Comma):
+        sep = getattr(items[-2], comma_attr)
+    else:
+        sep = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+    out = items[:-1] + [last.with_changes(**{comma_attr: sep})]
+    for i, item in enumerate(new_items):
+        is_last = i == len(new_items) - 1
+        out.append(item.with_changes(**{comma_attr: trailing if is_last else sep}))
+    return out
+
+
+def _insert_elements(elements: Sequence[cst.Element], inserts: List[Tuple[int, cst.BaseExpression]]):
+    elements = list(elements)
+    for after, value in sorted(inserts, key=lambda p: -p[0]):
+        head, tail = elements[: after + 1], elements[after + 1:]
+        if tail:
+            new = cst.Element(value)
+            joined = _with_comma_like(head, [new])
+            # the inserted element takes the separator style of its predecessor
+            joined[-1] = joined[-1].with_changes(comma=joined[-2].comma)
+            elements = joined + tail
+        else:
+            elements = _with_comma_like(head, [cst.Element(value)])
+    return elements
+
+
+class _Apply(cst.CSTTransformer):
+    def __init__(self, edits: Edits):
+        super().__init__()
+        self.e = edits
+
+    def on_leave(self, original, updated):
+        updated = super().on_leave(original, updated)
+        rep = self.e.replace.get(id(original))
+        if rep is not None and not isinstance(updated, cst.FlattenSentinel):
+            if isinstance(updated, cst.BaseExpression) and isinstance(rep, cst.BaseExpression):
+                return rep.with_changes(lpar=updated.lpar, rpar=updated.rpar) if hasattr(rep, "lpar") else rep
+            return rep
+        return updated
+
+    def leave_Call(self, original, updated):
+        new = self.e.add_args.get(id(original))
+        if new:
+            return updated.with_changes(args=_with_comma_like(updated.args, new))
+        return updated
+
+    def leave_List(self, original, updated):
+        ins = self.e.add_elements.get(id(original))
+        return updated.with_changes(elements=_insert_elements(updated.elements, ins)) if ins else updated
+
+    def leave_Tuple(self, original, updated):
+        ins = self.e.add_elements.get(id(original))
+        return updated.with_changes(elements=_insert_elements(updated.elements, ins)) if ins else updated
+
+    def leave_If(self, original, updated):
+        orelse = self.e.add_else.get(id(original))
+        return updated.with_changes(orelse=orelse) if orelse is not None else updated
+
+    def leave_SimpleStatementLine(self, original, updated):
+        new = self.e.insert_after.get(id(original))
+        return cst.FlattenSentinel([updated, *new]) if new else updated
+
+    def leave_FunctionDef(self, original, updated):
+        name = self.e.add_param.get(id(original))
+        if name:
+            updated = updated.with_changes(params=_add_param(updated.params, name))
+        pre = self.e.prepend.get(id(original))
+        if pre and isinstance(updated.body, cst.IndentedBlock):
+            body = list(updated.body.body)
+            at = 1 if body and _is_docstring(body[0]) else 0
+            updated = updated.with_changes(body=updated.body.with_changes(body=body[:at] + pre + body[at:]))
+        return updated
+
+
+def _is_docstring(stmt: cst.CSTNode) -> bool:
+    return (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and len(stmt.body) == 1
+        and isinstance(stmt.body[0], cst.Expr)
+        and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+    )
+
+
+def _add_param(params: cst.Parameters, name: str) -> cst.Parameters:
+    new = cst.Param(
+        name=cst.Name(name),
+        default=cst.Name("None"),
+        equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")),
+    )
+    if isinstance(params.star_arg, (cst.Param, cst.ParamStar)):
+        if params.kwonly_params:
+            return params.with_changes(kwonly_params=_with_comma_like(params.kwonly_params, [new]))
+        return params.with_changes(kwonly_params=[new.with_changes(comma=_comma_after(params.star_arg))])
+    return params.with_changes(params=_with_comma_like(params.params, [new]))
+
+
+def _comma_after(node) -> Union[cst.Comma, cst.MaybeSentinel]:
+    comma = getattr(node, "comma", cst.MaybeSentinel.DEFAULT)
+    return comma if isinstance(comma, cst.Comma) else cst.MaybeSentinel.DEFAULT
+
+
+def apply(module: cst.Module, edits: Edits) -> cst.Module:
+    return module.visit(_Apply(edits)) if edits else module

@@ -1,0 +1,186 @@
+"""Trace a decoder call's encoder outputs back to the encoder's token ids.
+
+Works on the straight-line model-building code of Keras tutorials: a body of
+statements where each tensor is the result of applying a layer to another
+tensor.  Lookups are flow-sensitive within one body (the latest assignment
+before the use), which is what ``x = Layer()(x)`` chains need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import libcst as cst
+
+from .analysis import iter_nodes, keyword_arg, last_name, positional_args, self_attr
+
+
+@dataclass
+class Body:
+    """The simple statements of one scope (module or function), in order."""
+
+    owner: cst.CSTNode
+    statements: List[cst.SimpleStatementLine] = field(default_factory=list)
+    position: Dict[int, int] = field(default_factory=dict)  # id(stmt) -> index
+
+    def assignment_before(self, name: str, index: int) -> Optional[Tuple[int, cst.BaseExpression]]:
+        for j in range(index - 1, -1, -1):
+            for small in self.statements[j].body:
+                if isinstance(small, cst.Assign):
+                    for t in small.targets:
+                        if isinstance(t.target, cst.Name) and t.target.value == name:
+                            return j, small.value
+                        if isinstance(t.target, (cst.Tuple, cst.List)) and any(
+                            isinstance(e.value, cst.Name) and e.value.value == name
+                            for e in t.target.elements
+                        ):
+                            return j, None  # unpacked: the root of a chain
+                elif isinstance(small, cst.AnnAssign) and isinstance(small.target, cst.Name):
+                    if small.target.value == name and small.value is not None:
+                        return j, small.value
+        return None
+
+    def names(self) -> set:
+        out = set()
+        for s in self.statements:
+            out |= {n.value for n in iter_nodes(s, cst.Name)}
+        return out
+
+
+class _BodyIndex(cst.CSTVisitor):
+    def __init__(self):
+        self.bodies: List[Body] = []
+        self.body_of: Dict[int, Body] = {}
+        self._stack: List[Body] = []
+
+    def visit_Module(self, node):
+        self._push(node)
+
+    def leave_Module(self, node):
+        self._stack.pop()
+
+    def visit_FunctionDef(self, node):
+        self._push(node)
+
+    def leave_FunctionDef(self, node):
+        self._stack.pop()
+
+    def _push(self, node):
+        body = Body(owner=node)
+        self.bodies.append(body)
+        self._stack.append(body)
+
+    def visit_SimpleStatementLine(self, node):
+        body = self._stack[-1]
+        body.position[id(node)] = len(body.statements)
+        body.statements.append(node)
+        self.body_of[id(node)] = body
+
+
+def index_bodies(module: cst.Module) -> _BodyIndex:
+    idx = _BodyIndex()
+    module.visit(idx)
+    return idx
+
+
+@dataclass
+class Root:
+    """Where a traced tensor starts."""
+
+    name: str  # the variable holding the root tensor
+    statement_index: int  # where it was bound (-1: a parameter or unknown)
+    input_call: Optional[cst.Call]  # the keras.Input(...) call, if any
+    layers: List[cst.BaseExpression]  # layer expressions applied, outermost first
+
+    def is_token_input(self, embeddings: frozenset = frozenset()) -> bool:
+        """A 1-D ``Input`` (token ids), or a root first fed to an embedding layer."""
+        if self.input_call is not None:
+            return _input_rank(self.input_call) == 1
+        if not self.layers or not isinstance(self.layers[-1], cst.Call):
+            return False
+        name = last_name(self.layers[-1].func) or ""
+        return "Embedding" in name or name in embeddings
+
+    @property
+    def is_feature_input(self) -> bool:
+        return self.input_call is not None and (_input_rank(self.input_call) or 0) >= 2
+
+
+def _input_rank(call: cst.Call) -> Optional[int]:
+    arg = keyword_arg(call, "shape")
+    if arg is None:
+        pos = positional_args(call)
+        arg = pos[0] if pos else None
+    if arg is None:
+        return None
+    v = arg.value
+    if isinstance(v, cst.Tuple):
+        return len(v.elements)
+    if isinstance(v, cst.List):
+        return len(v.elements)
+    return None
+
+
+def is_input_call(node: Optional[cst.CSTNode]) -> bool:
+    return isinstance(node, cst.Call) and last_name(node.func) == "Input"
+
+
+def _is_layer_application(node: cst.CSTNode) -> bool:
+    """``Layer(...)(x)``, ``layer(x)``, ``self.layer(x)``: a call taking a tensor first."""
+    if not isinstance(node, cst.Call) or not positional_args(node):
+        return False
+    func = node.func
+    if isinstance(func, cst.Call):
+        return True
+    return isinstance(func, cst.Name) or self_attr(func) is not None
+
+
+def trace_root(expr: cst.BaseExpression, body: Body, index: int,
+               instances: Dict[str, cst.Call], depth: int = 0) -> Optional[Root]:
+    """Follow ``expr`` back through layer applications to the tensor they start from."""
+    layers: List[cst.BaseExpression] = []
+    while depth < 50:
+        depth += 1
+        if isinstance(expr, cst.Name):
+            found = body.assignment_before(expr.value, index)
+            if found is None:
+                return Root(expr.value, -1, None, layers)
+            j, value = found
+            if value is None:
+                return Root(expr.value, j, None, layers)
+            if is_input_call(value):
+                return Root(expr.value, j, value, layers)
+            if not _is_layer_application(value):
+                return None
+            index, expr = j, value
+            continue
+        if _is_layer_application(expr):
+            func = expr.func
+            layer = func if isinstance(func, cst.Call) else instances.get(_key(func))
+            if layer is None:
+                return None
+            layers.append(layer)
+            expr = positional_args(expr)[0].value
+            continue
+        return None
+    return None
+
+
+def _key(func: cst.BaseExpression) -> Optional[str]:
+    if isinstance(func, cst.Name):
+        return func.value
+    attr = self_attr(func)
+    return f"self.{attr}" if attr else None
+
+
+def layer_instances(module: cst.Module) -> Dict[str, cst.Call]:
+    """Variables and self-attributes bound to a constructed layer or model."""
+    out: Dict[str, cst.Call] = {}
+    for node in iter_nodes(module, cst.Assign):
+        if isinstance(node.value, cst.Call):
+            for t in node.targets:
+                key = _key(t.target)
+                if key:
+                    out[key] = node.value
+    return out
