@@ -36,9 +36,8 @@ from __future__ import annotations
 import bisect
 import json
 import re
-from typing import Dict, List, Optional, Tuple, Union
 
-__all__ = ["Notebook", "NotebookError", "NotPythonNotebook"]
+__all__ = ["NotPythonNotebook", "Notebook", "NotebookError"]
 
 _PYTHON_LANGUAGES = {"python", "python2", "python3", "ipython", "ipython2", "ipython3"}
 # Cell magics whose body IPython runs as Python in the kernel itself.
@@ -63,12 +62,12 @@ class NotPythonNotebook(NotebookError):
     """The notebook's kernel language is not Python."""
 
 
-def _lines(text: str) -> List[str]:
+def _lines(text: str) -> list[str]:
     """Split like Python's tokenizer (and LibCST): on \\r\\n, \\r and \\n, keeping ends."""
     return _LINE.findall(text)
 
 
-def _split_eol(line: str) -> Tuple[str, str]:
+def _split_eol(line: str) -> tuple[str, str]:
     m = _EOL.search(line)
     return (line[: m.start()], m.group()) if m else (line, "")
 
@@ -82,7 +81,7 @@ class _Scanner:
 
     def __init__(self) -> None:
         self.depth = 0
-        self.quote: Optional[str] = None
+        self.quote: str | None = None
         self.continued = False
 
     def at_start(self) -> bool:
@@ -94,7 +93,7 @@ class _Scanner:
     def feed(self, body: str) -> str:
         """Consume one line (without its end); return its code with string
         contents removed and the comment cut off."""
-        out: List[str] = []
+        out: list[str] = []
         i, n = 0, len(body)
         escaped_eol = False
         self.continued = False
@@ -145,28 +144,27 @@ def _is_magic(body: str, code: str) -> bool:
 
 
 class _Cell:
-    __slots__ = ("number", "text", "program", "added_newline", "span", "header")
+    __slots__ = ("added_newline", "header", "number", "program", "span", "text")
 
-    def __init__(self, number: int, text: str, span: Tuple[int, int]) -> None:
+    def __init__(self, number: int, text: str, span: tuple[int, int]) -> None:
         self.number = number  # 1-based among all cells
         self.text = text  # original cell source
         self.program = ""  # cell source with placeholders
         self.added_newline = False  # .source got a "\n" the cell does not have
         self.span = span  # raw JSON text of "source" in the decoded file
-        self.header: Optional[int] = None  # placeholder id of a %% header
+        self.header: int | None = None  # placeholder id of a %% header
 
 
 class _Style:
     """How the original file was written, for re-encoding a changed source."""
 
-    def __init__(self, text: str, unit: Optional[str], comma_ws: str) -> None:
+    def __init__(self, text: str, unit: str | None, comma_ws: str) -> None:
         self.unit = unit  # indent unit, None when the file has no line breaks
         self.newline = "\r\n" if "\r\n" in text[:200] else "\n"
         self.comma_ws = comma_ws
-        if any(ord(ch) > 0x7F for ch in text):
-            self.ensure_ascii = False
-        else:
-            self.ensure_ascii = _NON_ASCII_ESCAPE.search(text) is not None
+        # Raw non-ASCII text means the writer did not escape; an ASCII file
+        # with \u escapes of non-ASCII characters means it did.
+        self.ensure_ascii = text.isascii() and _NON_ASCII_ESCAPE.search(text) is not None
 
 
 class Notebook:
@@ -179,17 +177,17 @@ class Notebook:
         self._data = b""
         self._text = ""
         self._bom = False
-        self._cells: List[_Cell] = []
-        self._starts: List[int] = []  # 1-based marker line of each code cell
+        self._cells: list[_Cell] = []
+        self._starts: list[int] = []  # 1-based marker line of each code cell
         self._line_count = 0
-        self._magics: List[str] = []  # original line bodies, by placeholder id
+        self._magics: list[str] = []  # original line bodies, by placeholder id
         self._tag = "maskfix"
-        self._style: Optional[_Style] = None
+        self._style: _Style | None = None
 
     # -- reading ---------------------------------------------------------
 
     @classmethod
-    def parse(cls, data: Union[bytes, str]) -> "Notebook":
+    def parse(cls, data: bytes | str) -> Notebook:
         """Parse notebook bytes; raise :class:`NotebookError` if unusable."""
         nb = cls()
         if isinstance(data, str):
@@ -226,7 +224,7 @@ class Notebook:
         return nb
 
     def _build(self) -> None:
-        parts: List[str] = []
+        parts: list[str] = []
         line = 1
         for cell in self._cells:
             cell.program = self._mask(cell)
@@ -238,14 +236,14 @@ class Notebook:
         self.source = "".join(parts)
         self._line_count = line - 1
 
-    def _placeholder(self, body: str, indent: Optional[str] = None) -> str:
+    def _placeholder(self, body: str, indent: str | None = None) -> str:
         self._magics.append(body)
         token = f"# {self._tag}: magic {len(self._magics) - 1}"
         return token if indent is None else f"{indent}pass  {token}"
 
     def _mask(self, cell: _Cell) -> str:
         lines = _lines(cell.text)
-        out: List[str] = []
+        out: list[str] = []
         first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
         magic = None
         if first is not None:
@@ -282,7 +280,7 @@ class Notebook:
 
     # -- mapping ---------------------------------------------------------
 
-    def locate(self, line: int) -> Tuple[int, int]:
+    def locate(self, line: int) -> tuple[int, int]:
         """Map a 1-based line of :attr:`source` to (cell number, 1-based line
         in that cell).  A cell's marker line maps to its line 1."""
         if not self._cells or not 1 <= line <= self._line_count:
@@ -299,12 +297,12 @@ class Notebook:
             return self._data
         texts = self._split(new_source)
         texts = self._restore(texts)
-        edits: List[Tuple[int, int, str]] = []
+        edits: list[tuple[int, int, str]] = []
         for cell, text in zip(self._cells, texts):
-            if cell.added_newline or not cell.text:
-                # The cell had no final line end; the program line end was ours.
-                if text.endswith("\n") and not text.endswith("\r\n"):
-                    text = text[:-1]
+            # The cell had no final line end; the program's last one was ours.
+            no_final_eol = cell.added_newline or not cell.text
+            if no_final_eol and text.endswith("\n") and not text.endswith("\r\n"):
+                text = text[:-1]
             if text != cell.text:
                 edits.append((cell.span[0], cell.span[1], self._encode_source(cell, text)))
         if not edits:
@@ -314,9 +312,9 @@ class Notebook:
             out = out[:start] + raw + out[end:]
         return (_BOM if self._bom else b"") + out.encode("utf-8")
 
-    def _split(self, new_source: str) -> List[str]:
+    def _split(self, new_source: str) -> list[str]:
         marker = re.compile(rf"# {re.escape(self._tag)}: cell (\d+)[ \t]*")
-        chunks: List[List[str]] = [[]]
+        chunks: list[list[str]] = [[]]
         expected = [c.number for c in self._cells]
         for line in _lines(new_source):
             m = marker.fullmatch(_split_eol(line)[0])
@@ -338,9 +336,9 @@ class Notebook:
             texts[0] = head + texts[0]
         return texts
 
-    def _restore(self, texts: List[str]) -> List[str]:
+    def _restore(self, texts: list[str]) -> list[str]:
         token = re.compile(rf"[ \t\f]*(?:pass  )?# {re.escape(self._tag)}: magic (\d+)[ \t]*")
-        seen: Dict[int, int] = {}
+        seen: dict[int, int] = {}
         result = []
         for cell, text in zip(self._cells, texts):
             lines = []
@@ -382,7 +380,7 @@ class Notebook:
         parts = [known[v] if v in known else json.dumps(v, ensure_ascii=ea) for v in new]
         return "[" + open_ws + sep.join(parts) + close_ws + "]"
 
-    def _empty_list_layout(self, value_start: int) -> Tuple[str, str]:
+    def _empty_list_layout(self, value_start: int) -> tuple[str, str]:
         style = self._style
         assert style is not None
         line_start = self._text.rfind("\n", 0, value_start) + 1
@@ -393,7 +391,7 @@ class Notebook:
         return style.newline + indent + style.unit, style.newline + indent
 
 
-def _header_first(lines: List[str], header: str) -> None:
+def _header_first(lines: list[str], header: str) -> None:
     """Keep a restored %% header as the cell's first non-blank line, even if
     a rewrite put a statement above it."""
     pos = next((i for i, ln in enumerate(lines) if _split_eol(ln)[0] == header), None)
@@ -457,11 +455,11 @@ def _ws(text: str, i: int) -> int:
     return i
 
 
-def _source_spans(text: str) -> Tuple[List[Tuple[int, int]], Optional[str], str]:
+def _source_spans(text: str) -> tuple[list[tuple[int, int]], str | None, str]:
     """Spans of each cell's "source" value in valid notebook JSON, plus the
     file's indent unit (None if compact) and the whitespace after a comma."""
-    spans: List[Tuple[int, int]] = []
-    comma_ws: Optional[str] = None
+    spans: list[tuple[int, int]] = []
+    comma_ws: str | None = None
     i = _ws(text, 0) + 1  # past "{"
     j = _ws(text, i)
     opening = text[i:j]
@@ -502,10 +500,10 @@ def _source_spans(text: str) -> Tuple[List[Tuple[int, int]], Optional[str], str]
     return spans, unit, comma_ws if comma_ws is not None and "\n" not in comma_ws else ""
 
 
-def _list_layout(raw: str) -> Tuple[List[Tuple[str, str]], str, Optional[str], str]:
+def _list_layout(raw: str) -> tuple[list[tuple[str, str]], str, str | None, str]:
     """Items (value, raw JSON) of a JSON list of strings and the whitespace
     after "[", between items (with the comma) and before "]"."""
-    items: List[Tuple[str, str]] = []
+    items: list[tuple[str, str]] = []
     i = _ws(raw, 1)
     open_ws, sep, close_ws = raw[1:i], None, ""
     while raw[i] != "]":
