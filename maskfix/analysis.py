@@ -223,14 +223,14 @@ class DecoderClass:
 
     def reason(self) -> str:
         parts = []
-        if CAUSAL in self.labels:
-            parts.append("a causal mask over decoder steps")
         if DEC_MASK in self.labels:
             parts.append("the decoder's padding mask")
-        what = " combined with ".join(parts) or "a decoder-side mask"
+        if CAUSAL in self.labels:
+            parts.append("a causal mask")
+        what = " and ".join(parts)
         return (
-            f"cross-attention in {self.name}.{self.call.name.value} is masked with {what}; "
-            f"its keys are `{self.enc_param}`, so the mask must come from the encoder's padding"
+            f"cross-attention over `{self.enc_param}` in {self.name}.{self.call.name.value} "
+            f"is masked with {what}; it needs the encoder's padding mask"
         )
 
 

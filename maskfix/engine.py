@@ -16,10 +16,6 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 from .analysis import DecoderClass, ModuleFacts, analyze_module, find_call_sites, suppressed
 from .rewrite import CallSitePlanner, Edits, _Style, apply, plan_layer
 
-CODES = {
-    "MF001": "cross-attention masked from the decoder side (decoder padding or causal mask)",
-    "MF002": "decoder call site needs an explicit encoder_padding_mask",
-}
 
 
 @dataclass
@@ -39,6 +35,7 @@ class Outcome:
     new_source: Optional[str] = None  # set when a rewrite changed the source
     error: Optional[str] = None
     notes: List[str] = field(default_factory=list)  # how call sites were threaded
+    decoders: List[str] = field(default_factory=list)  # names of buggy decoder classes defined here
 
 
 @dataclass
@@ -95,7 +92,7 @@ def run(sources: Dict[str, str], fix: bool = False) -> Dict[str, Outcome]:
     views = {u.key: _View(u) for u in units if u.facts.decoders or sites_by_unit[u.key]}
     fixing = set()  # ids of decoders that will be rewritten
     for u in units:
-        out = outcomes[u.key] = Outcome()
+        out = outcomes[u.key] = Outcome(decoders=[d.name for d in u.facts.decoders])
         for dec in u.facts.decoders:
             finding = _judge(dec, views[u.key], sites_of.get(id(dec), []))
             if finding is not None:

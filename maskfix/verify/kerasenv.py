@@ -30,7 +30,10 @@ def load_keras():
 def describe() -> str:
     keras = load_keras()
     if legacy_requested():
-        return f"tf_keras {keras.__version__} (TF_USE_LEGACY_KERAS=1)"
+        import tensorflow as tf
+        import tf_keras
+
+        return f"tf_keras {tf_keras.__version__} (TF_USE_LEGACY_KERAS=1, tensorflow {tf.__version__})"
     return f"keras {keras.__version__}, backend {keras.backend.backend()}"
 
 

@@ -1,0 +1,323 @@
+"""Command line: ``maskfix check``, ``maskfix rewrite`` and ``maskfix verify``.
+
+Exit codes follow ruff: 0 nothing to report, 1 findings (``check``) or
+changes made or needed (``rewrite``), 2 when a file could not be handled or
+the command line was wrong.  Files that fail are reported one line each on
+stderr and never stop the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from . import __version__
+from .config import load_config
+from .files import FileError, SourceFile, decode_python, discover, read_bytes, write_atomic
+from .report import FORMATS, Diagnostic, render
+
+PREFILTER = b"MultiHeadAttention"  # no decoder class can exist without it
+
+
+@dataclass
+class Input:
+    """One file (or stdin) made ready for the engine."""
+
+    display: str
+    path: Optional[Path]
+    raw: bytes
+    source: str = ""
+    python: Optional[SourceFile] = None
+    notebook: object = None  # maskfix.notebook.Notebook
+
+    def render(self, new_source: str) -> bytes:
+        if self.notebook is not None:
+            return self.notebook.with_source(new_source)
+        return self.python.encode(new_source)
+
+
+@dataclass
+class Run:
+    inputs: Dict[str, Input] = field(default_factory=dict)
+    errors: List[Tuple[str, str]] = field(default_factory=list)
+    outcomes: dict = field(default_factory=dict)
+    files_seen: int = 0
+
+
+def _prepare(display: str, path: Optional[Path], raw: bytes) -> Input:
+    item = Input(display, path, raw)
+    if display.endswith(".ipynb"):
+        from .notebook import Notebook, NotebookError
+
+        try:
+            item.notebook = Notebook.parse(raw)
+        except NotebookError as exc:
+            raise FileError(f"invalid notebook: {exc}") from None
+        item.source = item.notebook.source
+    else:
+        item.python = decode_python(path or Path(display), raw)
+        item.source = item.python.text
+    return item
+
+
+class _Progress:
+    """A self-erasing progress line, shown only on a terminal and only for slow runs."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty() and not os.environ.get("CI")
+        self.start = time.monotonic()
+        self.shown = False
+        self.last = 0.0
+
+    def tick(self, done: int, what: str = "files") -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.start < 0.5 or now - self.last < 0.1:
+            return
+        self.last = now
+        self.shown = True
+        sys.stderr.write(f"\rmaskfix: {done} {what} read\x1b[K")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+def _collect(args, fix: bool) -> Run:
+    run = Run()
+    config = load_config(args.paths)
+    exclude = list(args.exclude if args.exclude is not None else config.get("exclude", []))
+    exclude += list(config.get("extend-exclude", [])) + list(args.extend_exclude or [])
+    if args.paths == ["-"]:
+        display = args.stdin_filename or "-"
+        run.files_seen = 1
+        try:
+            run.inputs[display] = _prepare(display, None, sys.stdin.buffer.read())
+        except FileError as exc:
+            run.errors.append((display, str(exc)))
+        return _analyse(run, fix)
+    progress = _Progress(not args.quiet)
+    others: List[Path] = []
+    for path, problem in discover(args.paths, exclude):
+        run.files_seen += 1
+        progress.tick(run.files_seen)
+        if problem:
+            run.errors.append((str(path), problem))
+            continue
+        try:
+            raw = read_bytes(path)
+            if PREFILTER in raw:
+                run.inputs[str(path)] = _prepare(str(path), path, raw)
+            else:
+                # Cannot hold a decoder, so it is not parsed; but a file that
+                # is not text at all is still reported.
+                others.append(path)
+                if path.suffix != ".ipynb":
+                    decode_python(path, raw)
+        except FileError as exc:
+            run.errors.append((str(path), str(exc)))
+    progress.done()
+    _analyse(run, fix)
+    names = {n for o in run.outcomes.values() for n in o.decoders}
+    if names and others:
+        # Files that only call a decoder class defined elsewhere.
+        needles = [n.encode() for n in names]
+        for path in others:
+            try:
+                raw = read_bytes(path)
+                if any(n in raw for n in needles):
+                    run.inputs[str(path)] = _prepare(str(path), path, raw)
+            except FileError as exc:
+                run.errors.append((str(path), str(exc)))
+        _analyse(run, fix)
+    return run
+
+
+def _analyse(run: Run, fix: bool) -> Run:
+    if not run.inputs:
+        return run
+    from . import engine  # LibCST is imported only when a file can match
+
+    run.outcomes = engine.run({k: v.source for k, v in run.inputs.items()}, fix=fix)
+    return run
+
+
+def _diagnostics(run: Run, select: Sequence[str]) -> List[Diagnostic]:
+    diags = []
+    for key, outcome in run.outcomes.items():
+        item = run.inputs[key]
+        if outcome.error:
+            run.errors.append((key, outcome.error))
+            continue
+        for f in outcome.findings:
+            if select and not any(f.code.startswith(s) for s in select):
+                continue
+            line, cell = f.line, None
+            if item.notebook is not None:
+                cell, line = item.notebook.locate(f.line)
+            diags.append(Diagnostic(item.display, f.code, f.message, line, f.column, cell, f.fixable))
+    diags.sort(key=lambda d: (d.path, d.cell or 0, d.line, d.column))
+    return diags
+
+
+def _report_errors(run: Run) -> None:
+    seen = set()
+    for path, reason in run.errors:
+        if (path, reason) not in seen:
+            seen.add((path, reason))
+            print(f"maskfix: error: {path}: {reason}", file=sys.stderr)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def cmd_check(args) -> int:
+    run = _collect(args, fix=False)
+    diags = _diagnostics(run, _select(args))
+    if diags or args.format != "text":
+        sys.stdout.write(render(args.format, diags))
+    _report_errors(run)
+    if not args.quiet:
+        fixable = sum(d.fixable for d in diags)
+        if diags:
+            summary = f"Found {_plural(len(diags), 'problem')} ({fixable} fixable with `maskfix rewrite`)"
+        else:
+            summary = f"No problems found in {_plural(run.files_seen, 'file')}"
+        if run.errors:
+            summary += f"; {_plural(len({p for p, _ in run.errors}), 'file')} could not be checked"
+        print(summary + ".", file=sys.stderr)
+    if run.errors:
+        return 2
+    return 1 if diags and not args.exit_zero else 0
+
+
+def cmd_rewrite(args) -> int:
+    run = _collect(args, fix=True)
+    diags = _diagnostics(run, _select(args))
+    changed = 0
+    manual = [d for d in diags if not d.fixable]
+    out = sys.stdout
+    stdin = args.paths == ["-"]
+    for key, outcome in sorted(run.outcomes.items()):
+        item = run.inputs[key]
+        if outcome.new_source is None:
+            if stdin and not args.diff:
+                out.write(item.source)
+            continue
+        try:
+            new_bytes = item.render(outcome.new_source)
+        except (FileError, ValueError) as exc:
+            run.errors.append((key, str(exc)))
+            continue
+        if args.diff:
+            out.write(_unified(item, outcome.new_source))
+            changed += 1
+            continue
+        if stdin:
+            out.buffer.write(new_bytes) if hasattr(out, "buffer") else out.write(new_bytes.decode())
+            changed += 1
+            continue
+        try:
+            write_atomic(item.path, new_bytes, expected=item.raw)
+        except FileError as exc:
+            run.errors.append((key, str(exc)))
+            continue
+        changed += 1
+    if not args.quiet and not stdin and not args.diff:
+        for d in diags:
+            prefix = "fixed" if d.fixable else "needs manual work"
+            print(f"{d.location()}: {d.code} {d.message} ({prefix})")
+    _report_errors(run)
+    if not args.quiet:
+        verb = "Would fix" if args.diff else "Fixed"
+        fixed = sum(d.fixable for d in diags)
+        parts = [f"{verb} {_plural(fixed, 'problem')} in {_plural(changed, 'file')}"]
+        if manual:
+            parts.append(f"{_plural(len(manual), 'problem')} need{'s' if len(manual) == 1 else ''} manual work")
+        if run.errors:
+            parts.append(f"{_plural(len({p for p, _ in run.errors}), 'file')} could not be handled")
+        print("; ".join(parts) + ".", file=sys.stderr)
+    if run.errors:
+        return 2
+    if args.exit_zero:
+        return 0
+    return 1 if changed or manual else 0
+
+
+def _unified(item: Input, new: str) -> str:
+    name = item.display
+    diff = difflib.unified_diff(
+        item.source.splitlines(True), new.splitlines(True), fromfile=f"a/{name}", tofile=f"b/{name}"
+    )
+    text = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in diff)
+    return text
+
+
+def _select(args) -> List[str]:
+    if args.select:
+        return [s.strip().upper() for s in args.select.split(",") if s.strip()]
+    return [s.upper() for s in load_config(args.paths).get("select", [])]
+
+
+def cmd_verify(args) -> int:
+    from .verify import run_verify
+
+    return run_verify(args.file, layer=args.layer)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="maskfix",
+        description="Find and fix Keras Transformer decoders whose cross-attention is masked "
+        "with the decoder's own mask instead of the encoder's padding.",
+    )
+    parser.add_argument("--version", action="version", version=f"maskfix {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def common(p):
+        p.add_argument("paths", nargs="+", metavar="PATH", help="files or directories; - reads standard input")
+        p.add_argument("--stdin-filename", metavar="NAME", help="name to report for standard input")
+        p.add_argument("--select", metavar="CODES", help="comma-separated codes or prefixes to report")
+        p.add_argument("--exclude", action="append", metavar="GLOB", help="paths to skip (replaces the configured list)")
+        p.add_argument("--extend-exclude", action="append", metavar="GLOB", help="paths to skip, in addition")
+        p.add_argument("--exit-zero", action="store_true", help="exit 0 even when problems are found")
+        p.add_argument("-q", "--quiet", action="store_true", help="print diagnostics only, no summary")
+
+    check = sub.add_parser("check", help="report decoders whose cross-attention uses a decoder-side mask")
+    common(check)
+    check.add_argument("--format", choices=sorted(FORMATS), default="text")
+    check.set_defaults(func=cmd_check)
+
+    rewrite = sub.add_parser("rewrite", help="fix them in place and thread encoder_padding_mask to call sites")
+    common(rewrite)
+    rewrite.add_argument("--diff", action="store_true", help="print a unified diff; write nothing")
+    rewrite.set_defaults(func=cmd_rewrite)
+
+    verify = sub.add_parser("verify", help="run black-box mask probes on a decoder layer (needs Keras)")
+    verify.add_argument("file", help="a Python file defining the decoder layer")
+    verify.add_argument("--layer", help="the class to probe (default: the file's decoder)")
+    verify.set_defaults(func=cmd_verify)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("maskfix: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1

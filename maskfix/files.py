@@ -1,0 +1,165 @@
+"""Finding files, decoding them faithfully, and writing them back atomically."""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import os
+import stat
+import tempfile
+import tokenize
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+
+SOURCE_SUFFIXES = (".py", ".pyi", ".ipynb")
+
+# Never descended into when walking a directory.
+SKIP_DIRS = {
+    ".git", ".hg", ".svn", ".bzr", "__pycache__", "node_modules", ".tox", ".nox",
+    ".venv", "venv", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints",
+    "build", "dist", ".eggs", "__pypackages__",
+}
+
+
+class FileError(Exception):
+    """A file that cannot be handled; the message is the one-line reason."""
+
+
+def _excluded(path: Path, patterns: Sequence[str]) -> bool:
+    text = path.as_posix()
+    return any(
+        fnmatch.fnmatch(path.name, p) or fnmatch.fnmatch(text, p) or fnmatch.fnmatch(text, f"*/{p}")
+        for p in patterns
+    )
+
+
+def discover(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator[Tuple[Path, Optional[str]]]:
+    """Yield ``(path, error)`` for every source file under ``paths``.
+
+    Directories are walked without following symlinks; a symlinked file is
+    used only when its target lies inside one of the given paths.  Files
+    named explicitly are always used (like ruff), whatever their suffix.
+    """
+    roots = [Path(p) for p in paths]
+    real_roots = [os.path.realpath(p) for p in roots]
+    seen = set()
+
+    def inside(real: str) -> bool:
+        return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in real_roots)
+
+    for root in roots:
+        if not os.path.lexists(root):
+            yield root, "no such file or directory"
+            continue
+        if not root.is_dir():
+            real = os.path.realpath(root)
+            if real not in seen:
+                seen.add(real)
+                yield root, None
+            continue
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            here = Path(dirpath)
+            dirnames[:] = sorted(
+                d for d in dirnames
+                if d not in SKIP_DIRS
+                and not d.endswith(".egg-info")
+                and not (here / d / "pyvenv.cfg").exists()
+                and not _excluded(here / d, exclude)
+            )
+            for name in sorted(filenames):
+                if not name.endswith(SOURCE_SUFFIXES):
+                    continue
+                path = here / name
+                if _excluded(path, exclude):
+                    continue
+                if path.is_symlink():
+                    real = os.path.realpath(path)
+                    if not inside(real) or not os.path.isfile(real):
+                        continue
+                else:
+                    real = str(path.resolve())
+                if real in seen:
+                    continue
+                seen.add(real)
+                yield path, None
+
+
+@dataclass
+class SourceFile:
+    """A file's text plus what is needed to write it back the same way."""
+
+    path: Path
+    raw: bytes
+    text: str
+    encoding: str
+
+    def encode(self, text: str) -> bytes:
+        try:
+            return text.encode(self.encoding)
+        except UnicodeEncodeError as exc:
+            raise FileError(f"the fix cannot be written in the file's encoding ({self.encoding})") from exc
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise FileError("file vanished before it could be read") from None
+    except IsADirectoryError:
+        raise FileError("is a directory") from None
+    except OSError as exc:
+        raise FileError(f"cannot read: {exc.strerror or exc}") from None
+
+
+def decode_python(path: Path, raw: bytes) -> SourceFile:
+    """Decode per PEP 263 (BOM, coding cookie, else UTF-8), keeping line endings."""
+    if b"\x00" in raw:
+        raise FileError("binary content (NUL byte), not Python source")
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
+    except SyntaxError as exc:
+        raise FileError(f"bad encoding declaration: {exc.msg if hasattr(exc, 'msg') else exc}") from None
+    try:
+        text = raw.decode(encoding)
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise FileError(f"cannot decode as {encoding}: {exc.reason if hasattr(exc, 'reason') else exc}") from None
+    if encoding == "utf-8-sig" and text.startswith("\ufeff"):
+        text = text[1:]
+    return SourceFile(path, raw, text, encoding)
+
+
+def write_atomic(path: Path, data: bytes, expected: bytes) -> None:
+    """Replace ``path`` with ``data`` unless it changed since it was read as ``expected``.
+
+    The new content goes to a temporary file in the same folder, takes the
+    old file's permission bits, and is moved over the old one in one step, so
+    a crash leaves either the old file or the new one, never a mix.
+    """
+    path = Path(os.path.realpath(path))  # write through a symlink, never over it
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileError("file vanished before the fix could be written") from None
+    if not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        raise FileError("file is read-only; not rewritten")
+    if read_bytes(path) != expected:
+        raise FileError("file changed while maskfix was running; not rewritten")
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".maskfix")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, stat.S_IMODE(st.st_mode))
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise FileError(f"cannot write: {exc.strerror or exc}") from None
+        raise

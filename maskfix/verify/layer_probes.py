@@ -1,0 +1,220 @@
+"""Black-box probes on a Transformer decoder layer.
+
+The layer is called with decoder states ``x`` (T steps), encoder outputs ``e`` (S steps), a decoder
+padding mask and an encoder padding mask, in one of two modes:
+
+* ``implicit``: the masks are attached to ``x`` and ``e`` the way Keras attaches them inside a
+  model (the call sees them as ``mask=`` and/or through MultiHeadAttention's own mask lookup);
+* ``explicit``: no attached masks; ``mask=`` is passed by keyword. Under Keras 3 this is the only
+  way ``mask=`` ever reaches a two-tensor ``call``, and it is how the bug comes back there.
+
+In both modes ``encoder_padding_mask=`` is passed only if ``call`` has that parameter.
+"""
+from __future__ import annotations
+
+import inspect
+import re
+from typing import Dict, Iterable, List, Optional
+
+import numpy as np
+
+from maskfix.verify import kerasenv
+from maskfix.verify.results import ProbeResult
+
+FEATURE_DIM = 16
+MODES = ("implicit", "explicit")
+# Differences below this are float noise; the bug produces differences of order 1e-2 and more.
+TOLERANCE = 1e-4
+
+_RULES = [
+    (re.compile(r"head"), lambda d: 2),
+    (re.compile(r"drop|rate"), lambda d: 0.0),
+    (re.compile(r"dense|latent|ff|feed|intermediate|inner|mlp|filter"), lambda d: 2 * d),
+    (re.compile(r"vocab"), lambda d: 32),
+    (re.compile(r"len|seq|position|max"), lambda d: 32),
+    (re.compile(r"embed|model|hidden|units|dim|size|width|key"), lambda d: d),
+]
+
+
+def infer_init_kwargs(cls, feature_dim: int = FEATURE_DIM, overrides: Optional[Dict] = None) -> Dict:
+    """Small constructor arguments chosen from ``__init__`` parameter names.
+
+    The embedding width must equal the feature dimension of the probe tensors; heads are kept small
+    and dropout off. Parameters with defaults are only touched when a rule names them.
+    """
+    overrides = dict(overrides or {})
+    kwargs = {}
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    for p in params:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.name in overrides:
+            kwargs[p.name] = overrides.pop(p.name)
+            continue
+        value = None
+        for pattern, make in _RULES:
+            if pattern.search(p.name.lower()):
+                value = make(feature_dim)
+                break
+        if value is not None:
+            kwargs[p.name] = value
+        elif p.default is p.empty:
+            raise ValueError(
+                f"cannot infer constructor argument {p.name!r} of {cls.__name__}; "
+                f"pass it explicitly (e.g. --init {p.name}=VALUE)"
+            )
+    kwargs.update(overrides)  # unknown names go to **kwargs
+    return kwargs
+
+
+def construct_layer(cls, feature_dim: int = FEATURE_DIM, overrides: Optional[Dict] = None):
+    keras = kerasenv.load_keras()
+    keras.utils.set_random_seed(0)
+    return cls(**infer_init_kwargs(cls, feature_dim, overrides))
+
+
+def _call_params(layer) -> set:
+    return set(inspect.signature(layer.call).parameters)
+
+
+def call_layer(layer, x, e, dec_mask, enc_mask, mode: str) -> np.ndarray:
+    """Call the layer on numpy inputs in the given mode; return the output as numpy."""
+    k = kerasenv
+    xt, et = k.to_tensor(x, "float32"), k.to_tensor(e, "float32")
+    dm, em = k.to_tensor(dec_mask, "bool"), k.to_tensor(enc_mask, "bool")
+    kwargs = {}
+    if "encoder_padding_mask" in _call_params(layer):
+        kwargs["encoder_padding_mask"] = em
+    if mode == "implicit":
+        k.attach_mask(xt, dm)
+        k.attach_mask(et, k.to_tensor(enc_mask, "bool"))
+    elif mode == "explicit":
+        kwargs["mask"] = dm
+    else:
+        raise ValueError(f"unknown mode {mode!r}")
+    return k.to_numpy(layer(xt, et, training=False, **kwargs) if "training" in _call_params(layer)
+                      else layer(xt, et, **kwargs))
+
+
+def _lengths_mask(lengths, total) -> np.ndarray:
+    return np.arange(total)[None, :] < np.asarray(lengths)[:, None]
+
+
+def _crash(name, mode, exc) -> ProbeResult:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return ProbeResult(name, False, f"crashed: {type(exc).__name__}: {first[:200]}", mode)
+
+
+def probe_encoder_padding_invariance(layer, mode, dim=FEATURE_DIM) -> ProbeResult:
+    """Changing e at padded source positions must change no output at real decoder steps."""
+    name = "encoder_padding_invariance"
+    rng = np.random.default_rng(1)
+    T = S = 6  # equal lengths, so a decoder-shaped cross mask still runs and is judged on values
+    enc_len, dec_len = [3, 5], [6, 4]
+    x, e = rng.normal(size=(2, T, dim)), rng.normal(size=(2, S, dim))
+    dm, em = _lengths_mask(dec_len, T), _lengths_mask(enc_len, S)
+    e2 = np.where(em[..., None], e, rng.normal(scale=5.0, size=e.shape))
+    try:
+        a = call_layer(layer, x, e, dm, em, mode)
+        b = call_layer(layer, x, e2, dm, em, mode)
+    except Exception as exc:  # noqa: BLE001 - a crash is a verdict
+        return _crash(name, mode, exc)
+    diff = np.abs(a - b).max(axis=-1) * dm  # per (row, real step)
+    worst = float(diff.max())
+    if worst <= TOLERANCE:
+        return ProbeResult(name, True, f"outputs unchanged (max diff {worst:.1e})", mode)
+    row, step = np.unravel_index(int(diff.argmax()), diff.shape)
+    return ProbeResult(
+        name, False,
+        f"changing padded encoder positions changed decoder step {step} of row {row} "
+        f"(source length {enc_len[row]}/{S}) by {worst:.3g}: padding is attended to",
+        mode,
+    )
+
+
+def probe_full_source_visibility(layer, mode, dim=FEATURE_DIM) -> ProbeResult:
+    """Decoder step 0 must depend on the last real source position."""
+    name = "full_source_visibility"
+    rng = np.random.default_rng(2)
+    T = S = 6
+    enc_len, dec_len = [3, 5], [6, 6]
+    x, e = rng.normal(size=(2, T, dim)), rng.normal(size=(2, S, dim))
+    dm, em = _lengths_mask(dec_len, T), _lengths_mask(enc_len, S)
+    e2 = e.copy()
+    for row, n in enumerate(enc_len):
+        e2[row, n - 1] += rng.normal(scale=3.0, size=dim)
+    try:
+        a = call_layer(layer, x, e, dm, em, mode)
+        b = call_layer(layer, x, e2, dm, em, mode)
+    except Exception as exc:  # noqa: BLE001
+        return _crash(name, mode, exc)
+    change = np.abs(a[:, 0] - b[:, 0]).max(axis=-1)
+    blind = [row for row in range(2) if change[row] <= TOLERANCE]
+    if not blind:
+        return ProbeResult(name, True, f"step 0 sees the last source position (min change {change.min():.3g})", mode)
+    row = blind[0]
+    return ProbeResult(
+        name, False,
+        f"decoder step 0 of row {row} ignores source position {enc_len[row] - 1} (its last real one): "
+        "the cross-attention is masked causally/by decoder padding",
+        mode,
+    )
+
+
+def probe_decoder_causality(layer, mode, dim=FEATURE_DIM, k=3) -> ProbeResult:
+    """Outputs before step k must not depend on decoder inputs at steps >= k."""
+    name = "decoder_causality"
+    rng = np.random.default_rng(3)
+    T = S = 6
+    x, e = rng.normal(size=(2, T, dim)), rng.normal(size=(2, S, dim))
+    dm, em = _lengths_mask([6, 6], T), _lengths_mask([4, 6], S)
+    x2 = x.copy()
+    x2[:, k:] = rng.normal(scale=3.0, size=x2[:, k:].shape)
+    try:
+        a = call_layer(layer, x, e, dm, em, mode)
+        b = call_layer(layer, x2, e, dm, em, mode)
+    except Exception as exc:  # noqa: BLE001
+        return _crash(name, mode, exc)
+    leak = np.abs(a[:, :k] - b[:, :k]).max(axis=(0, 2))
+    if leak.max() <= TOLERANCE:
+        return ProbeResult(name, True, f"steps < {k} unchanged when steps >= {k} change", mode)
+    return ProbeResult(
+        name, False,
+        f"step {int(leak.argmax())} changed by {leak.max():.3g} when only steps >= {k} changed: "
+        "the decoder sees the future",
+        mode,
+    )
+
+
+def probe_unequal_lengths(layer, mode, dim=FEATURE_DIM) -> ProbeResult:
+    """Source shorter and longer than the target must both run."""
+    name = "unequal_lengths"
+    rng = np.random.default_rng(4)
+    T = 6
+    for S in (T - 2, T + 3):
+        x, e = rng.normal(size=(2, T, dim)), rng.normal(size=(2, S, dim))
+        dm, em = _lengths_mask([T, T - 1], T), _lengths_mask([S - 1, 2], S)
+        try:
+            out = call_layer(layer, x, e, dm, em, mode)
+        except Exception as exc:  # noqa: BLE001
+            res = _crash(name, mode, exc)
+            res.reason = f"source length {S}, target length {T}: {res.reason}"
+            return res
+        if out.shape[:2] != (2, T) or not np.all(np.isfinite(out)):
+            return ProbeResult(name, False, f"source length {S}: bad output shape {out.shape} or non-finite values", mode)
+    return ProbeResult(name, True, f"ran with source lengths {T - 2} and {T + 3} for target length {T}", mode)
+
+
+LAYER_PROBES = (
+    probe_encoder_padding_invariance,
+    probe_full_source_visibility,
+    probe_decoder_causality,
+    probe_unequal_lengths,
+)
+
+
+def run_layer_probes(cls, overrides: Optional[Dict] = None, modes: Iterable[str] = MODES,
+                     feature_dim: int = FEATURE_DIM) -> List[ProbeResult]:
+    """Construct ``cls`` with small arguments and run every probe in every mode."""
+    layer = construct_layer(cls, feature_dim, overrides)
+    return [probe(layer, mode, feature_dim) for mode in modes for probe in LAYER_PROBES]
