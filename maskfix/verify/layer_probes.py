@@ -19,7 +19,7 @@ from typing import Dict, Iterable, List, Optional
 import numpy as np
 
 from maskfix.verify import kerasenv
-from maskfix.verify.results import ProbeResult
+from maskfix.verify.results import ProbeResult, describe_exception
 
 FEATURE_DIM = 16
 MODES = ("implicit", "explicit")
@@ -101,8 +101,7 @@ def _lengths_mask(lengths, total) -> np.ndarray:
 
 
 def _crash(name, mode, exc) -> ProbeResult:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return ProbeResult(name, False, f"crashed: {type(exc).__name__}: {first[:200]}", mode)
+    return ProbeResult(name, False, f"crashed: {describe_exception(exc)}", mode)
 
 
 def probe_encoder_padding_invariance(layer, mode, dim=FEATURE_DIM) -> ProbeResult:
@@ -205,6 +204,21 @@ def probe_unequal_lengths(layer, mode, dim=FEATURE_DIM) -> ProbeResult:
     return ProbeResult(name, True, f"ran with source lengths {T - 2} and {T + 3} for target length {T}", mode)
 
 
+def _warm_up(layer, dim) -> None:
+    """Build the layer on throwaway tensors before probing.
+
+    Keras 3 MultiHeadAttention clears the attached masks of its inputs; on the TensorFlow and
+    PyTorch backends the build pass of a layer's first call does that to the caller's own tensors,
+    so the real first call would see no encoder mask. Probes must not depend on call order.
+    """
+    rng = np.random.default_rng(0)
+    mask = np.ones((1, 4), dtype=bool)
+    try:
+        call_layer(layer, rng.normal(size=(1, 4, dim)), rng.normal(size=(1, 4, dim)), mask, mask, "implicit")
+    except Exception:  # noqa: BLE001 - the probes report failures themselves
+        pass
+
+
 LAYER_PROBES = (
     probe_encoder_padding_invariance,
     probe_full_source_visibility,
@@ -217,4 +231,5 @@ def run_layer_probes(cls, overrides: Optional[Dict] = None, modes: Iterable[str]
                      feature_dim: int = FEATURE_DIM) -> List[ProbeResult]:
     """Construct ``cls`` with small arguments and run every probe in every mode."""
     layer = construct_layer(cls, feature_dim, overrides)
+    _warm_up(layer, feature_dim)
     return [probe(layer, mode, feature_dim) for mode in modes for probe in LAYER_PROBES]

@@ -12,7 +12,7 @@ import numpy as np
 
 from maskfix.verify import kerasenv
 from maskfix.verify.layer_probes import TOLERANCE
-from maskfix.verify.results import ProbeResult
+from maskfix.verify.results import ProbeResult, describe_exception
 
 VOCAB = 16
 
@@ -43,8 +43,7 @@ def _tokens(rng, lengths, total, start=None) -> np.ndarray:
 
 
 def _crash(name, exc) -> ProbeResult:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return ProbeResult(name, False, f"crashed: {type(exc).__name__}: {first[:200]}", level="model")
+    return ProbeResult(name, False, f"crashed: {describe_exception(exc)}", level="model")
 
 
 def probe_model_source_padding_invariance(model, extra_pads: int = 4) -> ProbeResult:

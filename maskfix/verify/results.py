@@ -1,6 +1,7 @@
 """Probe results: a name, a verdict and a sentence saying why."""
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Iterable, Optional
 
@@ -25,6 +26,18 @@ class ProbeResult:
         return cls(**data)
 
 
+def describe_exception(exc: BaseException, limit: int = 200) -> str:
+    """One line for a crash: Keras wraps errors, so prefer the line that names the shapes."""
+    # Keras appends "• arg=Tensor(shape=...)" summaries; they name shapes but explain nothing.
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # Keras colours its messages
+    lines = [l.strip() for l in text.splitlines() if l.strip() and not l.strip().startswith("•")]
+    for key in ("ncompatible", "must match", "broadcast", "size of tensor", "shape"):
+        for line in lines:
+            if key in line:
+                return f"{type(exc).__name__}: {line[:limit]}"
+    return f"{type(exc).__name__}: {lines[0][:limit] if lines else ''}"
+
+
 def assert_passed(result: ProbeResult) -> None:
     """Raise AssertionError carrying the probe's reason unless it passed."""
     if not result.passed:
@@ -46,7 +59,7 @@ def assert_all_passed(results: Iterable[ProbeResult]) -> None:
 def format_table(results: Iterable[ProbeResult], reason_width: int = 90) -> str:
     rows = [(r.level, r.label, "PASS" if r.passed else "FAIL", r.reason) for r in results]
     headers = ("level", "probe", "result", "reason")
-    widths = [max([len(h)] + [len(row[i]) for row in rows]) for i in range(3)]
+    widths = [max([len(headers[i])] + [len(row[i]) for row in rows]) for i in range(3)]
     lines = [
         "  ".join(h.ljust(w) for h, w in zip(headers[:3], widths)) + "  " + headers[3],
         "  ".join("-" * w for w in widths) + "  " + "-" * len(headers[3]),
