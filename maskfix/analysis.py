@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Set, Union
 
 import libcst as cst
 
@@ -31,6 +31,7 @@ EXTERNAL = "external"  # another parameter: provenance unknown here
 
 _CAUSAL_CALLS = {"band_part", "tril", "triu"}
 _RANGE_CALLS = {"range", "arange"}
+_ORDER_CALLS = {"greater_equal", "greater", "less_equal", "less"}
 _PASS_THROUGH_ATTRS = {"shape", "dtype"}
 
 
@@ -376,7 +377,7 @@ class _Flow:
         arg_labels: Set[str] = set()
         for a in call.args:
             arg_labels |= self.labels(a.value)
-        if fname in _CAUSAL_CALLS:
+        if fname in _CAUSAL_CALLS or (fname in _ORDER_CALLS and _looks_causal(call, self)):
             return arg_labels | {CAUSAL}
         if fname == "expand_dims":
             axis = _axis_arg(call)
@@ -436,8 +437,11 @@ def _expansion_side(node: cst.Subscript) -> Optional[str]:
     return None
 
 
-def _looks_causal(cmp: cst.Comparison, flow: Optional[_Flow] = None) -> bool:
-    """``i >= j`` where both sides come from range/arange: a lower triangle."""
+def _looks_causal(cmp: Union[cst.Comparison, cst.Call], flow: Optional[_Flow] = None) -> bool:
+    """``i >= j`` (or ``greater_equal(i, j)``) with both sides from range/arange."""
+    if isinstance(cmp, cst.Call):
+        sides = [a.value for a in positional_args(cmp)]
+        return len(sides) == 2 and all(_from_range(s, flow) for s in sides)
     ops = [type(c.operator) for c in cmp.comparisons]
     if not ops or not all(o in (cst.GreaterThanEqual, cst.GreaterThan, cst.LessThan, cst.LessThanEqual) for o in ops):
         return False
@@ -474,7 +478,9 @@ def _builds_causal(fn: cst.FunctionDef) -> bool:
             break
     if not result:
         flow = _Flow({}, fn, "", "", None, {})
-        for cmp in iter_nodes(fn.body, cst.Comparison):
+        for cmp in iter_nodes(fn.body, (cst.Comparison, cst.Call)):
+            if isinstance(cmp, cst.Call) and last_name(cmp.func) not in _ORDER_CALLS:
+                continue
             if _looks_causal(cmp, flow):
                 result = True
                 break

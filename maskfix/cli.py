@@ -50,13 +50,15 @@ class Run:
     files_seen: int = 0
 
 
-def _prepare(display: str, path: Optional[Path], raw: bytes) -> Input:
+def _prepare(display: str, path: Optional[Path], raw: bytes) -> Optional[Input]:
     item = Input(display, path, raw)
     if display.endswith(".ipynb"):
-        from .notebook import Notebook, NotebookError
+        from .notebook import Notebook, NotebookError, NotPythonNotebook
 
         try:
             item.notebook = Notebook.parse(raw)
+        except NotPythonNotebook:
+            return None  # another language's notebook: nothing for maskfix
         except NotebookError as exc:
             raise FileError(f"invalid notebook: {exc}") from None
         item.source = item.notebook.source
@@ -101,7 +103,9 @@ def _collect(args, fix: bool) -> Run:
         display = args.stdin_filename or "-"
         run.files_seen = 1
         try:
-            run.inputs[display] = _prepare(display, None, sys.stdin.buffer.read())
+            item = _prepare(display, None, sys.stdin.buffer.read())
+            if item is not None:
+                run.inputs[display] = item
         except FileError as exc:
             run.errors.append((display, str(exc)))
         return _analyse(run, fix)
@@ -116,7 +120,9 @@ def _collect(args, fix: bool) -> Run:
         try:
             raw = read_bytes(path)
             if PREFILTER in raw:
-                run.inputs[str(path)] = _prepare(str(path), path, raw)
+                item = _prepare(str(path), path, raw)
+                if item is not None:
+                    run.inputs[str(path)] = item
             else:
                 # Cannot hold a decoder, so it is not parsed; but a file that
                 # is not text at all is still reported.
@@ -134,8 +140,9 @@ def _collect(args, fix: bool) -> Run:
         for path in others:
             try:
                 raw = read_bytes(path)
-                if any(n in raw for n in needles):
-                    run.inputs[str(path)] = _prepare(str(path), path, raw)
+                item = _prepare(str(path), path, raw) if any(n in raw for n in needles) else None
+                if item is not None:
+                    run.inputs[str(path)] = item
             except FileError as exc:
                 run.errors.append((str(path), str(exc)))
         _analyse(run, fix)

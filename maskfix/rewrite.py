@@ -8,6 +8,7 @@ of the file (comments, quotes, blank lines, line endings) stays as it was.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
@@ -40,6 +41,7 @@ class Edits:
     add_args: Dict[int, List[cst.Arg]] = field(default_factory=dict)
     add_elements: Dict[int, List[Tuple[int, cst.BaseExpression]]] = field(default_factory=dict)
     insert_after: Dict[int, List[cst.BaseStatement]] = field(default_factory=dict)
+    insert_before: Dict[int, List[cst.BaseStatement]] = field(default_factory=dict)
     prepend: Dict[int, List[cst.BaseStatement]] = field(default_factory=dict)
     add_param: Dict[int, str] = field(default_factory=dict)
     add_else: Dict[int, cst.BaseStatement] = field(default_factory=dict)
@@ -111,6 +113,9 @@ def _mask_expansion(dec: DecoderClass, flow: _Flow, style: _Style, facts: Module
             for node in iter_nodes(value, (cst.Call, cst.Subscript)):
                 sub = node
                 if isinstance(node, cst.Call):
+                    # only a dtype cast around the spread mask is worth copying
+                    if last_name(node.func) != "cast":
+                        continue
                     subs = [a.value for a in node.args if isinstance(a.value, cst.Subscript)]
                     if len(subs) != 1:
                         continue
@@ -122,7 +127,12 @@ def _mask_expansion(dec: DecoderClass, flow: _Flow, style: _Style, facts: Module
                     and _expansion_side(sub) == "key"
                 ):
                     new = node.deep_replace(sub.value, cst.Name(new_name))
-                    return style.module.code_for_node(new)
+                    code = style.module.code_for_node(new)
+                    if "#" not in code:
+                        # one line, whatever the original's wrapping
+                        code = re.sub(r"([(\[])\s*\n\s*", r"\1", code)
+                        code = re.sub(r",?\s*\n\s*([)\]])", r"\1", code)
+                        return re.sub(r"\s*\n\s*", " ", code)
     d = facts.dialect
     if d.runtime == "tf.keras" and d.tf:
         return f'{d.tf}.cast({new_name}[:, {d.tf}.newaxis, :], dtype={style.string("int32")})'
@@ -203,7 +213,9 @@ def _retarget_self_attention(dec: DecoderClass, flow: _Flow, style: _Style, edit
             continue
         if not _assigns(node.body, combined):
             continue
-        if node.orelse is None:
+        if node.orelse is None and _set_before(dec.call.body, node, combined, causal.value):
+            planned = True
+        elif node.orelse is None:
             stmt = style.statement(f"if _:\n    pass\nelse:\n    {combined} = {causal.value}")
             edits.add_else[id(node)] = stmt.orelse
             planned = True
@@ -216,6 +228,23 @@ def _retarget_self_attention(dec: DecoderClass, flow: _Flow, style: _Style, edit
         break
     if planned:
         edits.replace[id(causal)] = cst.Name(combined)
+
+
+def _set_before(body: cst.IndentedBlock, stop: cst.If, name: str, value: str) -> bool:
+    """Whether ``name = value`` runs unconditionally before ``stop``."""
+    for stmt in body.body:
+        if stmt is stop:
+            return False
+        if isinstance(stmt, cst.SimpleStatementLine):
+            for small in stmt.body:
+                if (isinstance(small, cst.Assign) and len(small.targets) == 1
+                        and isinstance(small.targets[0].target, cst.Name)
+                        and small.targets[0].target.value == name):
+                    found = isinstance(small.value, cst.Name) and small.value.value == value
+                    if not found:
+                        return False
+                    return True
+    return False
 
 
 def _is_none_or(node: cst.CSTNode, mask: str) -> bool:
@@ -272,7 +301,11 @@ class CallSitePlanner:
         if root is None:
             return SitePlan(site, "unresolved", "the encoder outputs cannot be followed to a token input")
         if root.is_token_input(self.embeddings):
-            self._pass_mask(site.call, self._mask_expr(root.name))
+            name = _free_name(NEW_PARAM, body.names())
+            code = self.facts.dialect.not_equal(root.name, self.pad)
+            self.edits.insert_before.setdefault(id(site.statement), []).append(
+                self.style.statement(f"{name} = {code}"))
+            self._pass_mask(site.call, cst.Name(name))
             return SitePlan(site, "direct", self.pad_note())
         if root.is_feature_input:
             return self._plan_submodel(site, body, root)
@@ -362,21 +395,58 @@ class CallSitePlanner:
 # applying edits
 
 
-def _with_comma_like(items: Sequence, new_items: Sequence, comma_attr: str = "comma"):
-    """Append ``new_items`` after ``items``, copying the list's comma style."""
+def _multiline(comma) -> bool:
+    return isinstance(comma, cst.Comma) and isinstance(comma.whitespace_after, cst.ParenthesizedWhitespace)
+
+
+def _bare(comma: cst.Comma, last_line=None) -> cst.Comma:
+    """A copy of a line-ending comma without its comment or blank lines."""
+    ws = comma.whitespace_after
+    if not isinstance(ws, cst.ParenthesizedWhitespace):
+        return comma
+    return comma.with_changes(whitespace_after=ws.with_changes(
+        first_line=cst.TrailingWhitespace(newline=ws.first_line.newline),
+        empty_lines=(),
+        last_line=ws.last_line if last_line is None else last_line,
+    ))
+
+
+def _with_comma_like(items: Sequence, new_items: Sequence):
+    """Append ``new_items`` after ``items``, laid out like the items already there.
+
+    Comments ride on commas in LibCST, so commas are rebuilt rather than
+    copied: a comment stays on the item it was written after.
+    """
     items = list(items)
     if not items:
         return list(new_items)
     last = items[-1]
-    trailing = getattr(last, comma_attr)
-    if len(items) >= 2 and isinstance(getattr(items[-2], comma_attr), cst.Comma):
-        sep = getattr(items[-2], comma_attr)
+    trailing = last.comma
+    prev = items[-2].comma if len(items) >= 2 else None
+    if _multiline(trailing) and _multiline(prev):
+        # one item per line with a trailing comma: new items go on lines of their own
+        item_indent = prev.whitespace_after.last_line
+        close_indent = trailing.whitespace_after.last_line
+        between = _bare(trailing, last_line=item_indent)
+        out = items[:-1] + [last.with_changes(comma=trailing.with_changes(
+            whitespace_after=trailing.whitespace_after.with_changes(last_line=item_indent)))]
+        for k, item in enumerate(new_items):
+            is_last = k == len(new_items) - 1
+            out.append(item.with_changes(comma=_bare(trailing, close_indent) if is_last else between))
+        return out
+    if _multiline(prev):
+        sep = _bare(prev)
     else:
         sep = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
-    out = items[:-1] + [last.with_changes(**{comma_attr: sep})]
-    for i, item in enumerate(new_items):
-        is_last = i == len(new_items) - 1
-        out.append(item.with_changes(**{comma_attr: trailing if is_last else sep}))
+    if _multiline(trailing):
+        # ``f(\n    a,\n)``: keep the new item on the last item's line
+        out = items[:-1] + [last.with_changes(comma=cst.Comma(
+            whitespace_before=trailing.whitespace_before, whitespace_after=cst.SimpleWhitespace(" ")))]
+    else:
+        out = items[:-1] + [last.with_changes(comma=sep)]
+    for k, item in enumerate(new_items):
+        is_last = k == len(new_items) - 1
+        out.append(item.with_changes(comma=trailing if is_last else sep))
     return out
 
 
@@ -385,11 +455,10 @@ def _insert_elements(elements: Sequence[cst.Element], inserts: List[Tuple[int, c
     for after, value in sorted(inserts, key=lambda p: -p[0]):
         head, tail = elements[: after + 1], elements[after + 1:]
         if tail:
-            new = cst.Element(value)
-            joined = _with_comma_like(head, [new])
-            # the inserted element takes the separator style of its predecessor
-            joined[-1] = joined[-1].with_changes(comma=joined[-2].comma)
-            elements = joined + tail
+            comma = head[-1].comma
+            comma = _bare(comma) if isinstance(comma, cst.Comma) else cst.Comma(
+                whitespace_after=cst.SimpleWhitespace(" "))
+            elements = head + [cst.Element(value, comma=comma)] + tail
         else:
             elements = _with_comma_like(head, [cst.Element(value)])
     return elements
@@ -428,8 +497,15 @@ class _Apply(cst.CSTTransformer):
         return updated.with_changes(orelse=orelse) if orelse is not None else updated
 
     def leave_SimpleStatementLine(self, original, updated):
-        new = self.e.insert_after.get(id(original))
-        return cst.FlattenSentinel([updated, *new]) if new else updated
+        before = self.e.insert_before.get(id(original), [])
+        after = self.e.insert_after.get(id(original), [])
+        if not before and not after:
+            return updated
+        if before:
+            # comments and blank lines above the statement stay above the new lines
+            before = [before[0].with_changes(leading_lines=updated.leading_lines), *before[1:]]
+            updated = updated.with_changes(leading_lines=())
+        return cst.FlattenSentinel([*before, updated, *after])
 
     def leave_FunctionDef(self, original, updated):
         name = self.e.add_param.get(id(original))

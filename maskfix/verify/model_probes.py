@@ -106,6 +106,7 @@ MODEL_PROBES = (
 )
 
 
-def run_model_probes(module, overrides: Optional[Dict] = None) -> List[ProbeResult]:
-    model = build_small_model(module, overrides)
+def run_model_probes(module, overrides: Optional[Dict] = None, model=None) -> List[ProbeResult]:
+    """Build a small model with ``module.build_model`` (unless given) and run every probe."""
+    model = model if model is not None else build_small_model(module, overrides)
     return [probe(model) for probe in MODEL_PROBES]

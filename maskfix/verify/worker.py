@@ -44,9 +44,15 @@ def _run_task(loaded, task: dict) -> dict:
         results = run_layer_probes(cls, task.get("init"), task.get("modes") or MODES)
         return {"kind": kind, "layer": name, "probes": [r.to_dict() for r in results]}
     if kind == "model_probes":
-        from maskfix.verify.model_probes import run_model_probes
+        from maskfix.verify.model_probes import build_small_model, run_model_probes
 
-        return {"kind": kind, "probes": [r.to_dict() for r in run_model_probes(module, task.get("build"))]}
+        model = build_small_model(module, task.get("build"))
+        return {
+            "kind": kind,
+            "probes": [r.to_dict() for r in run_model_probes(module, task.get("build"), model=model)],
+            "input_names": [getattr(t, "name", str(t)) for t in model.inputs],
+            "n_outputs": len(model.outputs),
+        }
     if kind == "train":
         from maskfix.verify.training import train_briefly
 
