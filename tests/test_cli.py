@@ -1,0 +1,177 @@
+"""The command line, driven in-process and as ``python -m maskfix``."""
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from maskfix.cli import main
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def run(argv, capsys, stdin=None, monkeypatch=None):
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode())))
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def tree(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    shutil.copy(FIXTURES / "book_tf" / "before.py", tmp_path / "pkg" / "model.py")
+    shutil.copy(FIXTURES / "neg_kerashub_style" / "before.py", tmp_path / "pkg" / "ok.py")
+    (tmp_path / "pkg" / "plain.py").write_text("print('hello')\n")
+    return tmp_path
+
+
+def test_check_reports_path_line_col_code_and_exits_1(tree, capsys):
+    code, out, err = run(["check", str(tree)], capsys)
+    assert code == 1
+    path = tree / "pkg" / "model.py"
+    assert out.splitlines() == [f"{path}:93:13: MF001 [*] " + out.split(" [*] ", 1)[1].strip()]
+    assert "Found 1 problem (1 fixable" in err
+
+
+def test_clean_tree_exits_0(tree, capsys):
+    (tree / "pkg" / "model.py").unlink()
+    code, out, err = run(["check", str(tree)], capsys)
+    assert (code, out) == (0, "")
+    assert "No problems found in 2 files" in err
+
+
+def test_exit_zero_and_quiet(tree, capsys):
+    code, out, err = run(["check", "--exit-zero", "-q", str(tree)], capsys)
+    assert code == 0 and "MF001" in out and err == ""
+
+
+def test_unreadable_file_is_reported_and_others_still_checked(tree, capsys):
+    (tree / "pkg" / "broken.py").write_text("import keras\nclass MultiHeadAttention(:\n")
+    (tree / "pkg" / "binary.py").write_bytes(b"\x00\x01\x02MultiHeadAttention")
+    code, out, err = run(["check", str(tree)], capsys)
+    assert code == 2
+    assert "MF001" in out
+    lines = [l for l in err.splitlines() if "error" in l]
+    assert any("broken.py: cannot parse: syntax error" in l for l in lines)
+    assert any("binary.py: binary content" in l for l in lines)
+    assert all(l.startswith("maskfix: error: ") for l in lines)
+
+
+def test_missing_path_is_an_error(tmp_path, capsys):
+    code, out, err = run(["check", str(tmp_path / "nope.py")], capsys)
+    assert code == 2 and "no such file or directory" in err
+
+
+def test_rewrite_diff_writes_nothing(tree, capsys):
+    before = (tree / "pkg" / "model.py").read_bytes()
+    code, out, err = run(["rewrite", "--diff", str(tree)], capsys)
+    assert code == 1
+    assert out.startswith(f"--- a/{tree / 'pkg' / 'model.py'}")
+    assert "+    def call(self, inputs, encoder_outputs, mask=None, encoder_padding_mask=None):" in out
+    assert (tree / "pkg" / "model.py").read_bytes() == before
+    assert "Would fix 1 problem in 1 file" in err
+
+
+def test_rewrite_fixes_in_place_then_nothing_left(tree, capsys):
+    target = tree / "pkg" / "model.py"
+    os.chmod(target, 0o640)
+    code, out, err = run(["rewrite", str(tree)], capsys)
+    assert code == 1 and "(fixed)" in out
+    assert target.read_text() == (FIXTURES / "book_tf" / "after.py").read_text()
+    assert oct(target.stat().st_mode & 0o777) == oct(0o640)
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]
+    code, out, err = run(["rewrite", str(tree)], capsys)
+    assert code == 0 and out == ""
+    code, out, err = run(["check", str(tree)], capsys)
+    assert code == 0
+
+
+def test_rewrite_reports_manual_work(tmp_path, capsys):
+    shutil.copy(FIXTURES / "unresolved_call_site" / "before.py", tmp_path / "m.py")
+    code, out, err = run(["rewrite", str(tmp_path)], capsys)
+    assert code == 1
+    assert "MF002" in out and "needs manual work" in out
+    assert "1 problem needs manual work" in err
+
+
+def test_stdin_check_and_rewrite(capsys, monkeypatch):
+    source = (FIXTURES / "raw_mask" / "before.py").read_text()
+    code, out, err = run(["check", "-", "--stdin-filename", "src/dec.py"], capsys, source, monkeypatch)
+    assert code == 1 and out.startswith("src/dec.py:14:53: MF001")
+    code, out, err = run(["rewrite", "-"], capsys, source, monkeypatch)
+    assert out == (FIXTURES / "raw_mask" / "after.py").read_text()
+    code, out, err = run(["rewrite", "--diff", "-"], capsys, source, monkeypatch)
+    assert code == 1 and out.startswith("--- a/-")
+
+
+def test_json_format(tree, capsys):
+    code, out, err = run(["check", "--format", "json", str(tree)], capsys)
+    (item,) = json.loads(out)
+    assert item["code"] == "MF001" and item["location"] == {"row": 93, "column": 13}
+    assert item["fix"]["applicability"] == "safe"
+
+
+def test_sarif_format_is_2_1_0(tree, capsys):
+    code, out, err = run(["check", "--format", "sarif", str(tree)], capsys)
+    doc = json.loads(out)
+    assert doc["version"] == "2.1.0"
+    run_ = doc["runs"][0]
+    assert run_["tool"]["driver"]["name"] == "maskfix"
+    assert {r["id"] for r in run_["tool"]["driver"]["rules"]} >= {"MF001", "MF002"}
+    (result,) = run_["results"]
+    assert result["ruleId"] == "MF001"
+    assert result["locations"][0]["physicalLocation"]["region"] == {"startLine": 93, "startColumn": 13}
+
+
+def test_github_format(tree, capsys):
+    code, out, err = run(["check", "--format", "github", str(tree)], capsys)
+    assert out.startswith("::error title=maskfix (MF001),file=")
+    assert ",line=93,col=13::MF001 " in out
+
+
+def test_select_filters_codes(tmp_path, capsys):
+    shutil.copy(FIXTURES / "unresolved_call_site" / "before.py", tmp_path / "m.py")
+    code, out, err = run(["check", "--select", "MF002", str(tmp_path)], capsys)
+    assert code == 1 and "MF002" in out and "MF001" not in out
+
+
+def test_pyproject_exclude(tree, capsys):
+    (tree / "pyproject.toml").write_text('[tool.maskfix]\nexclude = ["pkg/model.py"]\n')
+    code, out, err = run(["check", str(tree)], capsys)
+    assert code == 0
+    code, out, err = run(["check", "--exclude", "nothing", str(tree)], capsys)
+    assert code == 1  # the command line wins
+
+
+def test_skips_virtualenvs_and_git(tree, capsys):
+    for d in (".git", "venv", ".venv", "node_modules", "build"):
+        (tree / d).mkdir()
+        shutil.copy(FIXTURES / "book_tf" / "before.py", tree / d / "x.py")
+    (tree / "myenv").mkdir()
+    (tree / "myenv" / "pyvenv.cfg").write_text("home = /usr\n")
+    shutil.copy(FIXTURES / "book_tf" / "before.py", tree / "myenv" / "x.py")
+    code, out, err = run(["check", str(tree)], capsys)
+    assert len(out.splitlines()) == 1
+
+
+def test_python_dash_m(tree):
+    proc = subprocess.run([sys.executable, "-m", "maskfix", "check", str(tree)], capture_output=True, text=True)
+    assert proc.returncode == 1 and "MF001" in proc.stdout
+
+
+def test_linting_does_not_import_keras_or_tensorflow(tree):
+    code = (
+        "import sys\nfrom maskfix.cli import main\n"
+        f"main(['check', '-q', {str(tree)!r}])\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow', 'tf_keras', 'torch', 'jax')]\n"
+        "print(bad)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

@@ -1,0 +1,156 @@
+"""Golden before/after pairs: one folder per variant under tests/fixtures/."""
+
+import difflib
+import re
+from pathlib import Path
+
+import libcst as cst
+import pytest
+
+from maskfix import engine
+from maskfix.cli import PREFILTER
+
+FIXTURES = Path(__file__).parent / "fixtures"
+VARIANTS = sorted(p.name for p in FIXTURES.iterdir() if (p / "before.py").exists())
+FIXED = [v for v in VARIANTS if (FIXTURES / v / "after.py").exists()]
+
+
+def read(variant, name):
+    with open(FIXTURES / variant / name, newline="") as fh:
+        return fh.read()
+
+
+def expected(variant):
+    return read(variant, "expected.txt").splitlines()
+
+
+def findings(source):
+    return [f"{f.line}:{f.column}: {f.code}{' [*]' if f.fixable else ''}" for f in engine.check_source(source)]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_check_reports_exactly_the_expected_findings(variant):
+    assert findings(read(variant, "before.py")) == expected(variant)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_negatives_are_left_alone(variant):
+    before = read(variant, "before.py")
+    if variant in FIXED:
+        assert any("[*]" in line for line in expected(variant))
+    else:
+        assert engine.rewrite_source(before) == before
+
+
+def test_there_are_negatives_and_fixes():
+    negatives = [v for v in VARIANTS if v.startswith("neg_")]
+    assert len(negatives) >= 7 and len(FIXED) >= 18
+    assert all(expected(v) == [] for v in negatives)
+
+
+@pytest.mark.parametrize("variant", FIXED)
+def test_rewrite_matches_golden(variant):
+    assert engine.rewrite_source(read(variant, "before.py")) == read(variant, "after.py")
+
+
+@pytest.mark.parametrize("variant", FIXED)
+def test_output_compiles_is_idempotent_and_clean(variant):
+    after = read(variant, "after.py")
+    compile(after, f"{variant}/after.py", "exec")
+    assert engine.rewrite_source(after) == after
+    assert engine.check_source(after) == []
+
+
+@pytest.mark.parametrize("variant", FIXED)
+def test_crlf_is_preserved(variant):
+    before = read(variant, "before.py").replace("\n", "\r\n")
+    after = read(variant, "after.py").replace("\n", "\r\n")
+    assert engine.rewrite_source(before) == after
+
+
+@pytest.mark.parametrize("variant", FIXED)
+def test_only_edited_lines_change(variant):
+    """Every line the rewrite removes holds a mask argument, a signature, a call or a list it edits."""
+    before = read(variant, "before.py").splitlines()
+    after = read(variant, "after.py").splitlines()
+    removed = [l[1:] for l in difflib.unified_diff(before, after, lineterm="", n=0)
+               if l.startswith("-") and not l.startswith("---")]
+    assert len(removed) <= 8
+    for line in removed:
+        assert re.search(r"attention_mask|def call|\(|\)|= None|= mask|\[", line), line
+    comments = [l for l in before if l.strip().startswith("#")]
+    assert all(c in after for c in comments)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_prefilter_never_costs_recall(variant):
+    source = read(variant, "before.py")
+    if expected(variant):
+        assert PREFILTER in source.encode()
+
+
+def test_comment_dense_keeps_every_comment_in_place():
+    before = read("comment_dense", "before.py")
+    after = read("comment_dense", "after.py")
+    assert "        mask=None,  # filled by Keras\n        encoder_padding_mask=None,\n    ):" in after
+    for line in before.splitlines():
+        if "#" in line and "wrong source" not in line and "attention_mask = c" not in line:
+            assert line in after.splitlines()
+
+
+def test_decoder_only_use_anywhere_blocks_the_rewrite():
+    before = read("mixed_usage", "before.py")
+    (finding,) = engine.check_source(before)
+    assert not finding.fixable and "decoder-only" in finding.message
+    assert engine.rewrite_source(before) == before
+
+
+def test_a_decoder_defined_in_one_file_is_threaded_in_another():
+    layer = read("book_tf", "before.py").split("def build(")[0]
+    user = (
+        "from tensorflow import keras\nimport tensorflow as tf\n"
+        "from layers_mod import PositionalEmbedding, TransformerEncoder, TransformerDecoder\n\n"
+        "src = keras.Input(shape=(None,), dtype='int64')\n"
+        "x = PositionalEmbedding(10, 40, 16)(src)\n"
+        "enc = TransformerEncoder(16, 32, 2)(x)\n"
+        "tgt = keras.Input(shape=(None,), dtype='int64')\n"
+        "y = PositionalEmbedding(10, 40, 16)(tgt)\n"
+        "y = TransformerDecoder(16, 32, 2)(y, enc)\n"
+    )
+    out = engine.run({"layers_mod.py": layer, "train.py": user}, fix=True)
+    assert out["layers_mod.py"].new_source and "encoder_padding_mask=None" in out["layers_mod.py"].new_source
+    new_user = out["train.py"].new_source
+    assert "encoder_padding_mask = tf.math.not_equal(src, 0)" in new_user
+    assert "TransformerDecoder(16, 32, 2)(y, enc, encoder_padding_mask=encoder_padding_mask)" in new_user
+
+
+def test_a_decoder_used_decoder_only_in_another_file_is_not_flagged():
+    layer = read("book_tf", "before.py").split("def build(")[0]
+    user = "from layers_mod import TransformerDecoder\n\ndef gen(x):\n    return TransformerDecoder(16, 32, 2)(x, x)\n"
+    out = engine.run({"layers_mod.py": layer, "gen.py": user}, fix=True)
+    assert out["layers_mod.py"].new_source is None and out["layers_mod.py"].findings == []
+    assert engine.check_source(layer)[0].code == "MF001"  # alone, the class is flagged
+
+
+def test_noqa_suppresses_and_is_honoured_by_rewrite():
+    before = read("raw_mask", "before.py")
+    line = "        return self.a2(query=y, value=enc, key=enc, attention_mask=mask)"
+    for comment in ("  # noqa: MF001", "  # noqa"):
+        src = before.replace(line, line + comment)
+        assert engine.check_source(src) == []
+        assert engine.rewrite_source(src) == src
+    src = before.replace(line, line + "  # noqa: E501")
+    assert len(engine.check_source(src)) == 1
+
+
+def test_syntax_error_is_reported_not_raised():
+    out = engine.run({"bad.py": "class X(:\n    pass\n"})
+    assert out["bad.py"].error.startswith("cannot parse: syntax error at line ")
+
+
+def test_rewritten_layer_keeps_its_constructor_and_config():
+    after = read("kerasio_keras3", "after.py")
+    module = cst.parse_module(after)
+    names = [n.name.value for n in module.body if isinstance(n, cst.ClassDef)]
+    assert names == ["PositionalEmbedding", "TransformerEncoder", "TransformerDecoder"]
+    assert after.count("def get_config") == read("kerasio_keras3", "before.py").count("def get_config")
