@@ -62,8 +62,9 @@ def _run_task(loaded, task: dict) -> dict:
 
 
 def _error(exc: BaseException) -> str:
-    lines = traceback.format_exception_only(type(exc), exc)
-    return "".join(lines).strip().splitlines()[0][:500]
+    from maskfix.verify.results import describe_exception
+
+    return describe_exception(exc, limit=500)
 
 
 def run_jobs(jobs: list) -> dict:
