@@ -20,9 +20,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from . import __version__
 from .config import load_config
 from .files import FileError, SourceFile, decode_python, discover, read_bytes, write_atomic
+from .prefilter import might_match
 from .report import FORMATS, Diagnostic, render
 
-PREFILTER = b"MultiHeadAttention"  # no decoder class can exist without it
 
 
 @dataclass
@@ -119,7 +119,7 @@ def _collect(args, fix: bool) -> Run:
             continue
         try:
             raw = read_bytes(path)
-            if PREFILTER in raw:
+            if might_match(raw):
                 item = _prepare(str(path), path, raw)
                 if item is not None:
                     run.inputs[str(path)] = item
