@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Set, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 import libcst as cst
 
@@ -213,6 +213,12 @@ class DecoderClass:
     labels: Set[str]
     mask_param: Optional[str]  # the parameter Keras fills with the mask
     flow: "_Flow" = field(repr=False, default=None)
+    causal_flag: bool = False  # use_causal_mask switched on for the cross-attention (MF003)
+
+    @property
+    def mask_bug(self) -> bool:
+        """MF001: the explicit mask comes from the decoder side."""
+        return bool(self.labels & {CAUSAL, DEC_MASK})
 
     @property
     def dec_index(self) -> int:
@@ -221,6 +227,12 @@ class DecoderClass:
     @property
     def enc_index(self) -> int:
         return self.params.index(self.enc_param)
+
+    def flag_reason(self) -> str:
+        return (
+            f"cross-attention over `{self.enc_param}` in {self.name}.{self.call.name.value} "
+            "is causal (use_causal_mask): it hides later encoder positions; only self-attention is causal"
+        )
 
     def reason(self) -> str:
         parts = []
@@ -285,6 +297,7 @@ class _Scope:
         self.params = set(_param_names(fn))
         self.assigns: Dict[str, List[cst.BaseExpression]] = {}
         self.opaque: Set[str] = set()  # bound by unpacking, loops, with, ...
+        self.done: Dict[int, int] = _post_order(fn.body)  # id(node) -> when it finishes
         for node in iter_nodes(fn.body, (cst.Assign, cst.AnnAssign, cst.AugAssign, cst.For, cst.WithItem, cst.NamedExpr)):
             if isinstance(node, cst.Assign):
                 for t in node.targets:
@@ -313,7 +326,9 @@ class _Flow:
     """Labels for expressions inside one method, following local assignments."""
 
     def __init__(self, cls_methods: Dict[str, cst.FunctionDef], fn: cst.FunctionDef,
-                 dec: str, enc: str, mask_param: Optional[str], module_funcs: Dict[str, cst.FunctionDef]):
+                 dec: str, enc: str, mask_param: Optional[str], module_funcs: Dict[str, cst.FunctionDef],
+                 self_attrs: Optional[Dict[str, List[Tuple[cst.BaseExpression, cst.FunctionDef]]]] = None):
+        self.self_attrs = self_attrs or {}
         self.scope = _Scope(fn)
         self.methods = cls_methods
         self.module_funcs = module_funcs
@@ -354,8 +369,10 @@ class _Flow:
         if isinstance(node, cst.Attribute):
             if node.attr.value in _PASS_THROUGH_ATTRS:
                 return self.labels(node.value) & {DEC, ENC}
-            base = self.labels(node.value)
-            return base
+            attr = self_attr(node)
+            if attr and attr in self.self_attrs:
+                return self._attr_labels(attr)
+            return self.labels(node.value)
         if isinstance(node, cst.Call):
             return self._call_labels(node)
         if isinstance(node, cst.Comparison):
@@ -370,6 +387,20 @@ class _Flow:
             if isinstance(child, (cst.BaseExpression, cst.Arg, cst.Element, cst.BaseSlice,
                                   cst.SubscriptElement, cst.ComparisonTarget, cst.DictElement)):
                 out |= self.labels(child)
+        return out
+
+    def _attr_labels(self, attr: str) -> Set[str]:
+        """A mask kept on ``self`` (built once, e.g. for a fixed length): only causality carries over."""
+        key = f"self.{attr}"
+        if key in self._memo or key in self._active:
+            return self._memo.get(key, set())
+        self._active.add(key)
+        out: Set[str] = set()
+        for value, method in self.self_attrs[attr]:
+            sub = _Flow(self.methods, method, "", "", None, self.module_funcs, self.self_attrs)
+            out |= sub.labels(value) & {CAUSAL}
+        self._active.discard(key)
+        self._memo[key] = out
         return out
 
     def _call_labels(self, call: cst.Call) -> Set[str]:
@@ -510,8 +541,27 @@ def _bind_attention_args(call: cst.Call, runtime: str) -> AttentionCall:
     )
 
 
-def _roots(node: Optional[cst.CSTNode], scope: _Scope, seen: Optional[Set[str]] = None) -> Set[str]:
-    """Parameters of the method that an expression's value depends on."""
+def _post_order(root: cst.CSTNode) -> Dict[int, int]:
+    """Number nodes in the order their evaluation finishes (children before parents)."""
+    order: Dict[int, int] = {}
+    stack = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order[id(node)] = len(order)
+            continue
+        stack.append((node, True))
+        stack.extend((c, False) for c in reversed(node.children))
+    return order
+
+
+def _roots(node: Optional[cst.CSTNode], scope: _Scope, seen: Optional[Set[str]] = None,
+           before: Optional[int] = None) -> Set[str]:
+    """Parameters of the method that an expression's value depends on.
+
+    With ``before``, only assignments finished by then count, so that
+    ``x = x + attn(x, enc)`` does not make the query depend on ``enc``.
+    """
     if node is None:
         return set()
     seen = set() if seen is None else seen
@@ -523,7 +573,9 @@ def _roots(node: Optional[cst.CSTNode], scope: _Scope, seen: Optional[Set[str]] 
         if name in scope.params:
             out.add(name)
         for value in scope.assigns.get(name, ()):
-            out |= _roots(value, scope, seen)
+            if before is not None and scope.done.get(id(value), -1) > before:
+                continue
+            out |= _roots(value, scope, seen, before)
     return out
 
 
@@ -539,6 +591,7 @@ class ModuleFacts:
     pad_id: Optional[int] = None  # read from an embedding's compute_mask
     layer_classes: Set[str] = field(default_factory=set)
     embedding_classes: Set[str] = field(default_factory=set)  # local layers with compute_mask
+    lazy_masks: List["LazyMask"] = field(default_factory=list)  # MF007
 
 
 def analyze_module(module: cst.Module) -> ModuleFacts:
@@ -564,6 +617,9 @@ def analyze_module(module: cst.Module) -> ModuleFacts:
             continue
         methods = _methods(cls)
         if "compute_mask" in methods:
+            lazy = _lazy_mask(cls, methods["compute_mask"])
+            if lazy is not None:
+                facts.lazy_masks.append(lazy)
             facts.embedding_classes.add(cls.name.value)
             if facts.pad_id is None:
                 facts.pad_id = _pad_id(methods["compute_mask"])
@@ -576,6 +632,58 @@ def analyze_module(module: cst.Module) -> ModuleFacts:
                 facts.decoders.append(found)
                 break
     return facts
+
+
+@dataclass
+class LazyMask:
+    """A ``compute_mask`` that returns None unless a mask already comes in.
+
+    The first layer of a model (the token embedding) never receives a mask,
+    so such a layer never creates the padding mask at all.
+    """
+
+    cls: cst.ClassDef
+    fn: cst.FunctionDef
+    guard: cst.If  # ``if mask is None: return None``
+
+    def reason(self) -> str:
+        return (
+            f"{self.cls.name.value}.compute_mask returns None when no mask comes in, so the padding "
+            "mask is never created; compute it from the token ids"
+        )
+
+
+def _lazy_mask(cls: cst.ClassDef, fn: cst.FunctionDef) -> Optional[LazyMask]:
+    params = _param_names(fn)
+    if len(params) < 2 or not isinstance(fn.body, cst.IndentedBlock):
+        return None
+    inputs, mask = params[0], params[1]
+    for stmt in fn.body.body:
+        if not isinstance(stmt, cst.If):
+            continue
+        test = stmt.test
+        if not (isinstance(test, cst.Comparison) and isinstance(test.left, cst.Name)
+                and test.left.value == mask and len(test.comparisons) == 1
+                and isinstance(test.comparisons[0].operator, cst.Is)
+                and is_none(test.comparisons[0].comparator)):
+            continue
+        body = list(iter_nodes(stmt.body, cst.Return))
+        if len(body) != 1 or not (body[0].value is None or is_none(body[0].value)):
+            continue
+        # the padding mask it would build must come from the token ids
+        rest = [n for n in iter_nodes(fn.body, cst.Return) if n is not body[0] and n.value is not None]
+        if any(inputs in names_in(r.value) and _compares_ids(r.value) for r in rest):
+            return LazyMask(cls, fn, stmt)
+    return None
+
+
+def _compares_ids(node: cst.CSTNode) -> bool:
+    if any(last_name(c.func) in ("not_equal", "greater", "logical_not") for c in iter_nodes(node, cst.Call)):
+        return True
+    return any(
+        isinstance(c.operator, (cst.NotEqual, cst.GreaterThan))
+        for cmp in iter_nodes(node, cst.Comparison) for c in cmp.comparisons
+    )
 
 
 def _pad_id(fn: cst.FunctionDef) -> Optional[int]:
@@ -609,7 +717,8 @@ def _decoder_in_method(cls, fn, attrs, methods, module_funcs, dialect) -> Option
         if _same(ac.query, ac.value) and (ac.key is None or _same(ac.query, ac.key)):
             self_attn = self_attn or ac
             continue
-        q_roots, v_roots = _roots(ac.query, scope), _roots(ac.value, scope)
+        at = scope.done.get(id(ac.call))
+        q_roots, v_roots = _roots(ac.query, scope, before=at), _roots(ac.value, scope, before=at)
         enc_roots = v_roots - q_roots
         if len(v_roots) == 1 and enc_roots:
             cross = cross or (ac, next(iter(enc_roots)), q_roots)
@@ -628,11 +737,12 @@ def _decoder_in_method(cls, fn, attrs, methods, module_funcs, dialect) -> Option
     if mask_param is not None and params.index(dec) > params.index(enc):
         # tf.keras fills ``mask`` from the first argument: here the encoder's.
         mask_param = None
-    flow = _Flow(methods, fn, dec, enc, mask_param, module_funcs)
+    flow = _Flow(methods, fn, dec, enc, mask_param, module_funcs, _self_assignments(cls))
     labels: Set[str] = set()
     if ac.mask_arg is not None:
         labels = flow.labels(ac.mask_arg.value)
-    if not (labels & {CAUSAL, DEC_MASK}):
+    flag = ac.causal_flag is not None and _truthy(ac.causal_flag.value, fn)
+    if not (labels & {CAUSAL, DEC_MASK}) and not flag:
         return None
     return DecoderClass(
         node=cls,
@@ -646,7 +756,31 @@ def _decoder_in_method(cls, fn, attrs, methods, module_funcs, dialect) -> Option
         labels=labels,
         mask_param="mask" if "mask" in params else None,
         flow=flow,
+        causal_flag=flag,
     )
+
+
+def _self_assignments(cls: cst.ClassDef) -> Dict[str, List[Tuple[cst.BaseExpression, cst.FunctionDef]]]:
+    out: Dict[str, List[Tuple[cst.BaseExpression, cst.FunctionDef]]] = {}
+    for fn in _methods(cls).values():
+        for node in iter_nodes(fn.body, cst.Assign):
+            for t in node.targets:
+                attr = self_attr(t.target)
+                if attr and not isinstance(t.target, cst.Subscript):
+                    out.setdefault(attr, []).append((node.value, fn))
+    return out
+
+
+def _truthy(value: cst.BaseExpression, fn: cst.FunctionDef) -> bool:
+    """``True``, or a parameter of ``fn`` whose default is ``True``."""
+    if isinstance(value, cst.Name) and value.value == "True":
+        return True
+    if isinstance(value, cst.Name):
+        ps = fn.params
+        for p in (*ps.params, *ps.kwonly_params):
+            if p.name.value == value.value and p.default is not None:
+                return isinstance(p.default, cst.Name) and p.default.value == "True"
+    return False
 
 
 # --------------------------------------------------------------------------

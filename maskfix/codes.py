@@ -11,4 +11,14 @@ CODES = {
         "summary": "A fixed decoder layer is called where maskfix cannot trace the encoder's "
         "token input; pass encoder_padding_mask= by hand.",
     },
+    "MF003": {
+        "name": "causal-cross-attention",
+        "summary": "use_causal_mask is switched on for a cross-attention (at the call, through a "
+        "default argument, or by one flag shared with self-attention); only self-attention is causal.",
+    },
+    "MF007": {
+        "name": "lazy-padding-mask",
+        "summary": "An embedding's compute_mask returns None when no mask comes in, so the padding "
+        "mask is never created; it must be computed from the token ids.",
+    },
 }

@@ -7,6 +7,7 @@ decoder defined in one file is followed to the files that call it.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
@@ -14,7 +15,7 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from .analysis import DecoderClass, ModuleFacts, analyze_module, find_call_sites, suppressed
-from .rewrite import CallSitePlanner, Edits, _Style, apply, plan_layer
+from .rewrite import CallSitePlanner, Edits, _Style, apply, plan_eager_mask, plan_layer
 
 
 
@@ -66,7 +67,7 @@ def run(sources: Dict[str, str], fix: bool = False) -> Dict[str, Outcome]:
         try:
             module = cst.parse_module(source)
         except cst.ParserSyntaxError as exc:
-            outcomes[key] = Outcome(error=f"cannot parse: {_syntax_reason(exc)}")
+            outcomes[key] = Outcome(error=f"cannot parse: {_syntax_reason(exc, source)}")
             continue
         except RecursionError:
             outcomes[key] = Outcome(error="cannot parse: nesting too deep")
@@ -93,19 +94,33 @@ def run(sources: Dict[str, str], fix: bool = False) -> Dict[str, Outcome]:
     fixing = set()  # ids of decoders that will be rewritten
     for u in units:
         out = outcomes[u.key] = Outcome(decoders=[d.name for d in u.facts.decoders])
+        for lazy in u.facts.lazy_masks:
+            view = views.setdefault(u.key, _View(u))
+            if not view.suppressed("MF007", lazy.guard, lazy.fn):
+                line, col = view.where(lazy.guard)
+                out.findings.append(Finding("MF007", lazy.reason(), line, col, fixable=True))
+                fixing.add((id(lazy), "MF007"))
         for dec in u.facts.decoders:
-            finding = _judge(dec, views[u.key], sites_of.get(id(dec), []))
-            if finding is not None:
+            for finding in _judge(dec, views[u.key], sites_of.get(id(dec), [])):
                 out.findings.append(finding)
                 if finding.fixable:
-                    fixing.add(id(dec))
+                    fixing.add((id(dec), finding.code))
     for u in units:
-        if u.key in views:
+        if u.key in views or u.facts.lazy_masks:
             _plan_and_apply(u, views[u.key], sites_by_unit[u.key], fixing, outcomes[u.key], fix)
     return outcomes
 
 
-def _syntax_reason(exc: cst.ParserSyntaxError) -> str:
+def _syntax_reason(exc: cst.ParserSyntaxError, source: str) -> str:
+    """Where and why, from Python's own parser: LibCST's positions can point past the error."""
+    try:
+        ast.parse(source)  # parses only; nothing is compiled to bytecode or run
+    except SyntaxError as err:
+        if err.lineno:
+            msg = (err.msg or "invalid syntax").splitlines()[0]
+            return f"syntax error at line {err.lineno}, column {err.offset or 1}: {msg}"
+    except (ValueError, RecursionError, MemoryError):
+        pass
     return f"syntax error at line {exc.raw_line}, column {exc.raw_column + 1}"
 
 
@@ -128,21 +143,27 @@ class _View:
         return False
 
 
-def _judge(dec: DecoderClass, view: _View, all_sites) -> Optional[Finding]:
-    """MF001 for a decoder, or None when it is suppressed or only used decoder-only."""
-    anchor = dec.cross_attention.mask_arg or dec.cross_attention.call
-    if view.suppressed("MF001", anchor, dec.cross_attention.call, dec.node):
-        return None
+def _judge(dec: DecoderClass, view: _View, all_sites) -> List[Finding]:
+    """MF001/MF003 for a decoder; none when suppressed or only used decoder-only."""
     only = [s for _, s in all_sites if s.decoder_only]
     if all_sites and len(only) == len(all_sites):
-        return None  # a text generator: with one tensor twice the causal mask is needed
-    line, col = view.where(anchor)
+        return []  # a text generator: with one tensor twice the causal mask is needed
+    blocked = ""
     if only:
         unit, site = next((u, s) for u, s in all_sites if s.decoder_only)
-        return Finding("MF001", dec.reason() + f" (not rewritten: {dec.name} is also called with one "
-                       f"tensor twice, decoder-only, in {unit.key} at line {_line_of(unit, site.call)})",
-                       line, col)
-    return Finding("MF001", dec.reason(), line, col, fixable=True)
+        blocked = (f" (not rewritten: {dec.name} is also called with one tensor twice, "
+                   f"decoder-only, in {unit.key} at line {_line_of(unit, site.call)})")
+    ac = dec.cross_attention
+    out = []
+    for code, wanted, anchor, reason in (
+        ("MF001", dec.mask_bug, ac.mask_arg, dec.reason),
+        ("MF003", dec.causal_flag, ac.causal_flag, dec.flag_reason),
+    ):
+        if not wanted or view.suppressed(code, anchor, ac.call, dec.node):
+            continue
+        line, col = view.where(anchor)
+        out.append(Finding(code, reason() + blocked, line, col, fixable=not blocked))
+    return out
 
 
 def _line_of(unit: _Unit, node) -> int:
@@ -153,12 +174,17 @@ def _line_of(unit: _Unit, node) -> int:
 def _plan_and_apply(u: _Unit, view: _View, sites, fixing, out: Outcome, fix: bool) -> None:
     style = _Style(u.module)
     edits = Edits()
+    for lazy in u.facts.lazy_masks:
+        if (id(lazy), "MF007") in fixing:
+            plan_eager_mask(lazy, edits)
     for dec in u.facts.decoders:
-        if id(dec) in fixing:
+        if (id(dec), "MF001") in fixing:
             plan_layer(dec, u.facts, style, edits)
+        if (id(dec), "MF003") in fixing:
+            edits.remove_args.add(id(dec.cross_attention.causal_flag))
     planner = CallSitePlanner(u.facts, style, edits)
     for site in sites:
-        if id(site.decoder) not in fixing or view.suppressed("MF002", site.call):
+        if (id(site.decoder), "MF001") not in fixing or view.suppressed("MF002", site.call):
             continue
         plan = planner.plan(site)
         if plan.kind == "unresolved":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import io
 import os
@@ -73,16 +74,37 @@ def discover(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator[Tupl
                 path = here / name
                 if _excluded(path, exclude):
                     continue
-                if path.is_symlink():
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    continue  # gone since the folder was listed
+                if stat.S_ISLNK(st.st_mode):
                     real = os.path.realpath(path)
-                    if not inside(real) or not os.path.isfile(real):
+                    if not inside(real):
+                        continue  # never follow a link out of the given paths
+                    try:
+                        st = os.stat(path)
+                    except OSError as exc:
+                        yield path, _link_problem(exc)
                         continue
                 else:
                     real = str(path.resolve())
+                if not stat.S_ISREG(st.st_mode):
+                    # A FIFO or device would block or never end when read.
+                    yield path, "not a regular file"
+                    continue
                 if real in seen:
                     continue
                 seen.add(real)
                 yield path, None
+
+
+def _link_problem(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if isinstance(exc, FileNotFoundError):
+        return "broken symbolic link"
+    return f"cannot follow symbolic link: {exc.strerror or exc}"
 
 
 @dataclass
@@ -153,6 +175,11 @@ def write_atomic(path: Path, data: bytes, expected: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
+            try:  # keep the owner too (possible for root, or the group for its members)
+                os.chown(tmp, st.st_uid, st.st_gid)
+            except OSError:
+                pass
         os.chmod(tmp, stat.S_IMODE(st.st_mode))
         os.replace(tmp, path)
     except BaseException as exc:

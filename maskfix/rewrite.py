@@ -45,6 +45,8 @@ class Edits:
     prepend: Dict[int, List[cst.BaseStatement]] = field(default_factory=dict)
     add_param: Dict[int, str] = field(default_factory=dict)
     add_else: Dict[int, cst.BaseStatement] = field(default_factory=dict)
+    remove_args: Set[int] = field(default_factory=set)
+    replace_statement: Dict[int, List[cst.BaseStatement]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return any(vars(self).values())
@@ -257,6 +259,15 @@ def _assigns(block: cst.CSTNode, name: str) -> bool:
             if isinstance(t.target, cst.Name) and t.target.value == name:
                 return True
     return False
+
+
+def plan_eager_mask(lazy, edits: Edits) -> None:
+    """Drop the ``if mask is None: return None`` guard so the mask is always computed."""
+    guard = lazy.guard
+    if isinstance(guard.orelse, cst.Else) and isinstance(guard.orelse.body, cst.IndentedBlock):
+        edits.replace_statement[id(guard)] = list(guard.orelse.body.body)
+    elif guard.orelse is None:
+        edits.replace_statement[id(guard)] = []
 
 
 # --------------------------------------------------------------------------
@@ -479,6 +490,8 @@ class _Apply(cst.CSTTransformer):
         return updated
 
     def leave_Call(self, original, updated):
+        if self.e.remove_args and any(id(a) in self.e.remove_args for a in original.args):
+            updated = updated.with_changes(args=_without(original.args, updated.args, self.e.remove_args))
         new = self.e.add_args.get(id(original))
         if new:
             return updated.with_changes(args=_with_comma_like(updated.args, new))
@@ -493,6 +506,12 @@ class _Apply(cst.CSTTransformer):
         return updated.with_changes(elements=_insert_elements(updated.elements, ins)) if ins else updated
 
     def leave_If(self, original, updated):
+        if id(original) in self.e.replace_statement:
+            new = self.e.replace_statement[id(original)]
+            if not new:
+                return cst.RemoveFromParent()
+            new = [new[0].with_changes(leading_lines=updated.leading_lines), *new[1:]]
+            return cst.FlattenSentinel(new)
         orelse = self.e.add_else.get(id(original))
         return updated.with_changes(orelse=orelse) if orelse is not None else updated
 
@@ -517,6 +536,14 @@ class _Apply(cst.CSTTransformer):
             at = 1 if body and _is_docstring(body[0]) else 0
             updated = updated.with_changes(body=updated.body.with_changes(body=body[:at] + pre + body[at:]))
         return updated
+
+
+def _without(original, updated, removed: Set[int]):
+    """``updated`` args minus the removed ones; the new last arg inherits the old trailing comma."""
+    kept = [u for o, u in zip(original, updated) if id(o) not in removed]
+    if kept and id(original[-1]) in removed:
+        kept[-1] = kept[-1].with_changes(comma=updated[-1].comma)
+    return kept
 
 
 def _is_docstring(stmt: cst.CSTNode) -> bool:

@@ -77,7 +77,7 @@ def test_only_edited_lines_change(variant):
                if l.startswith("-") and not l.startswith("---")]
     assert len(removed) <= 8
     for line in removed:
-        assert re.search(r"attention_mask|def call|\(|\)|= None|= mask|\[", line), line
+        assert re.search(r"attention_mask|use_causal_mask|def call|\(|\)|= None|= mask|\[|mask is None|return|else:", line), line
     comments = [l for l in before if l.strip().startswith("#")]
     assert all(c in after for c in comments)
 
