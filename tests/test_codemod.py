@@ -1,5 +1,6 @@
 """maskfix.codemod: the rewrite as a LibCST codemod, in-process and through ``python -m libcst.tool``."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import libcst as cst
 import pytest
 from libcst.codemod import CodemodContext, SkipFile, TransformSkip, TransformSuccess, transform_module
 
+import maskfix
 from maskfix import engine
 from maskfix.codemod import FixCrossAttentionMask
 
@@ -59,8 +61,11 @@ def test_codemod_agrees_with_rewrite_source_on_encodings():
 
 
 def libcst_tool(*args, cwd):
+    """``python -m libcst.tool``, importing the same maskfix as these tests."""
+    here = str(Path(maskfix.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
     return subprocess.run(
-        [sys.executable, "-m", "libcst.tool", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "libcst.tool", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
     )
 
 
