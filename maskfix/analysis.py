@@ -368,7 +368,7 @@ class _Flow:
             return base
         if isinstance(node, cst.Attribute):
             if node.attr.value in _PASS_THROUGH_ATTRS:
-                return self.labels(node.value) & {DEC, ENC}
+                return set()  # a size or dtype carries no mask values
             attr = self_attr(node)
             if attr and attr in self.self_attrs:
                 return self._attr_labels(attr)
@@ -405,6 +405,8 @@ class _Flow:
 
     def _call_labels(self, call: cst.Call) -> Set[str]:
         fname = last_name(call.func)
+        if fname in ("shape", "len"):
+            return set()  # a size carries no mask values
         arg_labels: Set[str] = set()
         for a in call.args:
             arg_labels |= self.labels(a.value)
@@ -494,14 +496,15 @@ def _from_range(node: cst.CSTNode, flow: Optional[_Flow], depth: int = 0) -> boo
     return False
 
 
-_causal_cache: Dict[int, bool] = {}
+# id -> (node, answer); the node is kept so that a recycled id cannot alias it.
+_causal_cache: Dict[int, Tuple[cst.FunctionDef, bool]] = {}
 
 
 def _builds_causal(fn: cst.FunctionDef) -> bool:
     """Whether a helper function builds a lower-triangular (causal) mask."""
-    key = id(fn)
-    if key in _causal_cache:
-        return _causal_cache[key]
+    hit = _causal_cache.get(id(fn))
+    if hit is not None and hit[0] is fn:
+        return hit[1]
     result = False
     for call in iter_nodes(fn.body, cst.Call):
         if last_name(call.func) in _CAUSAL_CALLS:
@@ -515,7 +518,7 @@ def _builds_causal(fn: cst.FunctionDef) -> bool:
             if _looks_causal(cmp, flow):
                 result = True
                 break
-    _causal_cache[key] = result
+    _causal_cache[id(fn)] = (fn, result)
     return result
 
 
@@ -596,6 +599,7 @@ class ModuleFacts:
 
 def analyze_module(module: cst.Module) -> ModuleFacts:
     """Find every decoder class with a decoder-side cross-attention mask."""
+    _causal_cache.clear()  # keeps at most one module's helpers alive
     dialect = module_dialect(module)
     facts = ModuleFacts(module=module, dialect=dialect)
     classes = [n for n in iter_nodes(module, cst.ClassDef)]

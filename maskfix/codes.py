@@ -16,6 +16,21 @@ CODES = {
         "summary": "use_causal_mask is switched on for a cross-attention (at the call, through a "
         "default argument, or by one flag shared with self-attention); only self-attention is causal.",
     },
+    "MF004": {
+        "name": "cross-mask-from-target",
+        "summary": "A tutorial-style mask factory builds the mask for the cross-attention (its third "
+        "result) from the target instead of the source.",
+    },
+    "MF005": {
+        "name": "bare-look-ahead-mask",
+        "summary": "A tutorial-style mask factory returns the bare look-ahead mask where the combined "
+        "look-ahead and target padding mask belongs.",
+    },
+    "MF006": {
+        "name": "masks-in-swapped-slots",
+        "summary": "The masks from a mask factory are passed on in swapped slots, so the combined "
+        "look-ahead mask reaches the decoder's cross-attention.",
+    },
     "MF007": {
         "name": "lazy-padding-mask",
         "summary": "An embedding's compute_mask returns None when no mask comes in, so the padding "

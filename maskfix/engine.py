@@ -15,6 +15,7 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from .analysis import DecoderClass, ModuleFacts, analyze_module, find_call_sites, suppressed
+from .factories import factory_problems
 from .rewrite import CallSitePlanner, Edits, _Style, apply, plan_eager_mask, plan_layer
 
 
@@ -46,6 +47,7 @@ class _Unit:
     module: cst.Module
     facts: ModuleFacts
     imported: set
+    factory_problems: list = field(default_factory=list)  # (code, node, message, planner)
 
 
 def _imported_names(module: cst.Module) -> set:
@@ -72,7 +74,13 @@ def run(sources: Dict[str, str], fix: bool = False) -> Dict[str, Outcome]:
         except RecursionError:
             outcomes[key] = Outcome(error="cannot parse: nesting too deep")
             continue
-        units.append(_Unit(key, source, module, analyze_module(module), _imported_names(module)))
+        try:
+            unit = _Unit(key, source, module, analyze_module(module), _imported_names(module))
+            unit.factory_problems = factory_problems(module)
+        except Exception as exc:  # one file's surprise must not stop the others
+            outcomes[key] = Outcome(error=_internal_error(exc))
+            continue
+        units.append(unit)
 
     exported: Dict[str, DecoderClass] = {}
     for u in units:
@@ -94,6 +102,12 @@ def run(sources: Dict[str, str], fix: bool = False) -> Dict[str, Outcome]:
     fixing = set()  # ids of decoders that will be rewritten
     for u in units:
         out = outcomes[u.key] = Outcome(decoders=[d.name for d in u.facts.decoders])
+        for code, node, message, _ in u.factory_problems:
+            view = views.setdefault(u.key, _View(u))
+            if not view.suppressed(code, node):
+                line, col = view.where(node)
+                out.findings.append(Finding(code, message, line, col, fixable=True))
+                fixing.add((id(node), code))
         for lazy in u.facts.lazy_masks:
             view = views.setdefault(u.key, _View(u))
             if not view.suppressed("MF007", lazy.guard, lazy.fn):
@@ -106,9 +120,23 @@ def run(sources: Dict[str, str], fix: bool = False) -> Dict[str, Outcome]:
                 if finding.fixable:
                     fixing.add((id(dec), finding.code))
     for u in units:
-        if u.key in views or u.facts.lazy_masks:
-            _plan_and_apply(u, views[u.key], sites_by_unit[u.key], fixing, outcomes[u.key], fix)
+        if u.key in views or u.facts.lazy_masks or u.factory_problems:
+            try:
+                _plan_and_apply(u, views[u.key], sites_by_unit[u.key], fixing, outcomes[u.key], fix)
+            except Exception as exc:
+                outcomes[u.key] = Outcome(error=_internal_error(exc))
     return outcomes
+
+
+def _internal_error(exc: Exception) -> str:
+    """A maskfix bug, reported against the file that triggered it."""
+    where = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        where = f" ({tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno})"
+        tb = tb.tb_next
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"internal error, file skipped: {type(exc).__name__}{': ' + text if text else ''}{where}"
 
 
 def _syntax_reason(exc: cst.ParserSyntaxError, source: str) -> str:
@@ -174,6 +202,9 @@ def _line_of(unit: _Unit, node) -> int:
 def _plan_and_apply(u: _Unit, view: _View, sites, fixing, out: Outcome, fix: bool) -> None:
     style = _Style(u.module)
     edits = Edits()
+    for code, node, _, fix_edits in u.factory_problems:
+        if (id(node), code) in fixing:
+            fix_edits(edits, style, u.facts)
     for lazy in u.facts.lazy_masks:
         if (id(lazy), "MF007") in fixing:
             plan_eager_mask(lazy, edits)

@@ -1,0 +1,359 @@
+"""Mask factories of the TensorFlow-tutorial lineage.
+
+A factory ``f(inp, tar)`` returns three masks by a documented contract:
+(encoder padding, combined look-ahead for decoder self-attention, padding of
+the encoder outputs for the decoder's cross-attention).  Three mistakes are
+found by following values, never names:
+
+- MF004: the third mask is built from the target instead of the source;
+- MF005: the second slot holds the bare look-ahead mask, without the
+  target's padding;
+- MF006: a caller passes the masks on in swapped slots, so the combined
+  look-ahead mask reaches the cross-attention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Set, Tuple
+
+import libcst as cst
+
+from .analysis import (
+    CAUSAL,
+    DEC,
+    ENC,
+    _Flow,
+    _Scope,
+    _param_names,
+    _roots,
+    iter_calls,
+    iter_nodes,
+    last_name,
+    names_in,
+    positional_args,
+    self_attr,
+)
+
+# How attention layers of a project name their call parameters.
+_ROLE = {
+    "q": "query", "query": "query", "queries": "query",
+    "k": "key", "key": "key", "keys": "key",
+    "v": "value", "value": "value", "values": "value",
+    "mask": "mask", "attention_mask": "mask", "attn_mask": "mask",
+}
+_KERAS_MHA = ["query", "value", "key", "mask"]  # tf.keras positional order
+
+
+@dataclass
+class Factory:
+    fn: cst.FunctionDef
+    src: str  # first parameter: source ids
+    tgt: str  # second parameter: target ids
+    ret: cst.Tuple  # the returned triple
+    flow: _Flow
+    problems: List[Tuple[str, cst.CSTNode, str]] = field(default_factory=list)  # (code, node, message)
+
+    @property
+    def name(self) -> str:
+        return self.fn.name.value
+
+
+def _returned_triple(fn: cst.FunctionDef) -> Optional[cst.Tuple]:
+    rets = [r for r in iter_nodes(fn.body, cst.Return) if r.value is not None]
+    if len(rets) != 1 or not isinstance(rets[0].value, cst.Tuple):
+        return None
+    t = rets[0].value
+    return t if len(t.elements) == 3 else None
+
+
+def find_factories(module: cst.Module) -> List[Factory]:
+    funcs = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
+    methods_of: Dict[int, Dict[str, cst.FunctionDef]] = {}
+    for cls in iter_nodes(module, cst.ClassDef):
+        methods = {s.name.value: s for s in cls.body.body if isinstance(s, cst.FunctionDef)}
+        for m in methods.values():
+            methods_of[id(m)] = methods
+    out = []
+    for fn in iter_nodes(module, cst.FunctionDef):
+        params = _param_names(fn)
+        if len(params) != 2:
+            continue
+        ret = _returned_triple(fn)
+        if ret is None:
+            continue
+        src, tgt = params
+        flow = _Flow(methods_of.get(id(fn), {}), fn, tgt, src, None, funcs)
+        labels = [flow.labels(e.value) for e in ret.elements]
+        if CAUSAL not in labels[1] or ENC not in labels[0]:
+            continue  # not the contract: no look-ahead in the second slot
+        f = Factory(fn, src, tgt, ret, flow)
+        if DEC in labels[2] and ENC not in labels[2]:
+            f.problems.append(("MF004", ret.elements[2].value,
+                               f"the third mask of {f.name} (for the cross-attention over the encoder "
+                               f"outputs) is built from the target `{tgt}`; build it from the source `{src}`"))
+        if DEC not in labels[1]:
+            f.problems.append(("MF005", ret.elements[1].value,
+                               f"the second mask of {f.name} is the bare look-ahead mask; combine it with "
+                               f"the padding of the target `{tgt}`"))
+        out.append(f)
+    return out
+
+
+# --------------------------------------------------------------------------
+# fixes inside the factory
+
+
+def _values(flow: _Flow, expr: cst.BaseExpression, seen=None) -> List[cst.BaseExpression]:
+    seen = set() if seen is None else seen
+    out = [expr]
+    for name in names_in(expr):
+        if name not in seen:
+            seen.add(name)
+            for v in flow.scope.assigns.get(name, ()):
+                out.extend(_values(flow, v, seen))
+    return out
+
+
+def target_to_source(f: Factory) -> List[cst.Name]:
+    """The ``tar`` arguments that the third mask is built from (to become ``inp``)."""
+    hits = []
+    for value in _values(f.flow, f.ret.elements[2].value):
+        for call in iter_nodes(value, cst.Call):
+            for a in call.args:
+                if isinstance(a.value, cst.Name) and a.value.value == f.tgt:
+                    hits.append(a.value)
+    return hits
+
+
+def padding_helper(f: Factory) -> Optional[Tuple[str, str]]:
+    """``(helper name, combine op)`` used for the source padding in the first slot."""
+    for value in _values(f.flow, f.ret.elements[0].value):
+        for call in iter_nodes(value, cst.Call):
+            args = positional_args(call)
+            if (isinstance(call.func, cst.Name) and call.func.value in f.flow.module_funcs
+                    and len(args) == 1 and isinstance(args[0].value, cst.Name) and args[0].value.value == f.src):
+                helper = f.flow.module_funcs[call.func.value]
+                used = {last_name(c.func) for c in iter_nodes(helper.body, cst.Call)}
+                # 1 marks padding ("equal 0"): combine with maximum; 1 marks tokens: minimum
+                if "not_equal" in used:
+                    return call.func.value, "minimum"
+                if "equal" in used:
+                    return call.func.value, "maximum"
+    return None
+
+
+# --------------------------------------------------------------------------
+# callers: follow the three masks into the cross-attention
+
+
+@dataclass
+class _Class:
+    node: cst.ClassDef
+    call: Optional[cst.FunctionDef]
+    attrs: Dict[str, str]  # self attribute -> local class name
+
+
+def _classes(module: cst.Module) -> Dict[str, _Class]:
+    out = {}
+    for cls in iter_nodes(module, cst.ClassDef):
+        methods = {s.name.value: s for s in cls.body.body if isinstance(s, cst.FunctionDef)}
+        attrs: Dict[str, str] = {}
+        for node in iter_nodes(cls.body, cst.Assign):
+            for t in node.targets:
+                attr = self_attr(t.target)
+                if not attr:
+                    continue
+                for call in iter_nodes(node.value, cst.Call):
+                    name = last_name(call.func)
+                    if name:
+                        attrs.setdefault(attr, name)
+                        break
+        out[cls.name.value] = _Class(cls, methods.get("call") or methods.get("__call__"), attrs)
+    return out
+
+
+def _signature(cls: _Class) -> List[str]:
+    return _param_names(cls.call) if cls.call is not None else []
+
+
+def _bind(call: cst.Call, params: Sequence[str]) -> Dict[str, cst.BaseExpression]:
+    slots = {}
+    for arg, name in zip(positional_args(call), params):
+        slots[name] = arg.value
+    for a in call.args:
+        if a.keyword is not None:
+            slots[a.keyword.value] = a.value
+    return slots
+
+
+def _attention_roles(cls_name: str, classes: Dict[str, _Class]) -> Optional[List[str]]:
+    """Positional roles of an attention layer's call, or None if it is not one."""
+    if cls_name == "MultiHeadAttention" and cls_name not in classes:
+        return _KERAS_MHA
+    cls = classes.get(cls_name)
+    if cls is None:
+        return None
+    roles = [_ROLE.get(p) for p in _signature(cls)]
+    if {"query", "value", "mask"} <= set(roles):
+        return [r or "" for r in roles]
+    return None
+
+
+def _slots_reaching_cross(cls_name: str, slot_of: Dict[str, int], classes: Dict[str, _Class],
+                          depth: int = 0) -> Set[int]:
+    """Factory slots that reach the mask of a cross-attention below ``cls_name``'s call."""
+    cls = classes.get(cls_name)
+    if cls is None or cls.call is None or depth > 6:
+        return set()
+    scope = _Scope(cls.call)
+    loop_vars = {}  # ``for layer in self.layers:`` -> "layers"
+    for loop in iter_nodes(cls.call.body, cst.For):
+        attr = self_attr(loop.iter)
+        if attr and isinstance(loop.target, cst.Name):
+            loop_vars[loop.target.value] = attr
+    found: Set[int] = set()
+    for call in iter_calls(cls.call.body):
+        attr = self_attr(call.func)
+        if attr is None and isinstance(call.func, cst.Name):
+            attr = loop_vars.get(call.func.value)
+        if not attr or attr not in cls.attrs:
+            continue
+        inner = cls.attrs[attr]
+        roles = _attention_roles(inner, classes)
+        if roles is not None:
+            slots = {}
+            for arg, role in zip(positional_args(call), roles):
+                slots[role] = arg.value
+            for a in call.args:
+                if a.keyword is not None:
+                    slots[_ROLE.get(a.keyword.value, a.keyword.value)] = a.value
+            q, v, m = slots.get("query"), slots.get("value"), slots.get("mask")
+            if q is None or v is None or m is None:
+                continue
+            q_roots, v_roots = _roots(q, scope), _roots(v, scope)
+            if v_roots and not (v_roots & q_roots):
+                found |= {slot_of[n] for n in _roots(m, scope) if n in slot_of}
+            continue
+        inner_slots = {}
+        for param, value in _bind(call, _signature(classes[inner]) if inner in classes else []).items():
+            hit = [slot_of[n] for n in _roots(value, scope) if n in slot_of]
+            if len(hit) == 1:
+                inner_slots[param] = hit[0]
+        if inner_slots:
+            found |= _slots_reaching_cross(inner, inner_slots, classes, depth + 1)
+    return found
+
+
+@dataclass
+class SwappedCall:
+    factory: Factory
+    call: cst.Call
+    args: Tuple[cst.Arg, cst.Arg]  # the args carrying slot 1 and slot 2
+
+    def message(self) -> str:
+        return (f"the masks from {self.factory.name} are passed in swapped slots: its combined look-ahead "
+                "mask reaches the decoder's cross-attention; swap the two arguments")
+
+
+def find_swapped_calls(module: cst.Module, factories: List[Factory]) -> List[SwappedCall]:
+    by_name = {f.name: f for f in factories}
+    if not by_name:
+        return []
+    classes = _classes(module)
+    instances: Dict[str, str] = {}
+    for node in iter_nodes(module, cst.Assign):
+        if isinstance(node.value, cst.Call) and last_name(node.value.func) in classes:
+            for t in node.targets:
+                key = t.target.value if isinstance(t.target, cst.Name) else (
+                    f"self.{self_attr(t.target)}" if self_attr(t.target) else None)
+                if key:
+                    instances[key] = last_name(node.value.func)
+    out = []
+    for body in (module,):  # names unpacked anywhere in the module
+        unpacked: Dict[str, Tuple[Factory, int]] = {}
+        for node in iter_nodes(body, cst.Assign):
+            value = node.value
+            if not (isinstance(value, cst.Call) and last_name(value.func) in by_name):
+                continue
+            target = node.targets[0].target
+            if isinstance(target, (cst.Tuple, cst.List)) and len(target.elements) == 3:
+                for k, el in enumerate(target.elements):
+                    if isinstance(el.value, cst.Name):
+                        unpacked[el.value.value] = (by_name[last_name(value.func)], k)
+        if not unpacked:
+            continue
+        for call in iter_nodes(body, cst.Call):
+            func = call.func
+            key = func.value if isinstance(func, cst.Name) else (
+                f"self.{self_attr(func)}" if self_attr(func) else None)
+            cls_name = instances.get(key) if key else None
+            if cls_name is None:
+                continue
+            params = _signature(classes[cls_name])
+            carried = {}
+            arg_of = {}
+            for arg, param in zip(positional_args(call), params):
+                if isinstance(arg.value, cst.Name) and arg.value.value in unpacked:
+                    carried[param] = unpacked[arg.value.value]
+                    arg_of[unpacked[arg.value.value][1]] = arg
+            for a in call.args:
+                if a.keyword is not None and isinstance(a.value, cst.Name) and a.value.value in unpacked:
+                    carried[a.keyword.value] = unpacked[a.value.value]
+                    arg_of[unpacked[a.value.value][1]] = a
+            if len(carried) < 2:
+                continue
+            factory = next(iter(carried.values()))[0]
+            reach = _slots_reaching_cross(cls_name, {p: s for p, (_, s) in carried.items()}, classes)
+            if 1 in reach and 1 in arg_of and 2 in arg_of:
+                out.append(SwappedCall(factory, call, (arg_of[1], arg_of[2])))
+    return out
+
+
+# --------------------------------------------------------------------------
+# findings with their fixes
+
+
+def factory_problems(module: cst.Module):
+    """``(code, node, message, plan)`` for every factory mistake; ``plan(edits, style, facts)`` fixes it."""
+    factories = find_factories(module)
+    out = []
+    for f in factories:
+        for code, node, message in f.problems:
+            if code == "MF004":
+                hits = target_to_source(f)
+                if hits:
+                    out.append((code, node, message, _replace_names(hits, f.src)))
+            elif code == "MF005":
+                helper = padding_helper(f)
+                if helper is not None:
+                    out.append((code, node, message, _combine(f, node, helper)))
+    for s in find_swapped_calls(module, factories):
+        out.append(("MF006", s.call, s.message(), _swap(s)))
+    return out
+
+
+def _replace_names(hits, new_name):
+    def plan(edits, style, facts):
+        for name in hits:
+            edits.replace[id(name)] = cst.Name(new_name)
+    return plan
+
+
+def _combine(f: Factory, second: cst.BaseExpression, helper: Tuple[str, str]):
+    def plan(edits, style, facts):
+        ns = facts.dialect.tf or facts.dialect.ops or (f"{facts.dialect.keras}.ops" if facts.dialect.keras else None)
+        if ns is None:
+            return
+        fn, op = helper
+        code = style.module.code_for_node(second)
+        edits.replace[id(second)] = style.expression(f"{ns}.{op}({fn}({f.tgt}), {code})")
+    return plan
+
+
+def _swap(s: SwappedCall):
+    def plan(edits, style, facts):
+        a, b = s.args
+        edits.replace[id(a.value)] = b.value.deep_clone()
+        edits.replace[id(b.value)] = a.value.deep_clone()
+    return plan
