@@ -277,9 +277,9 @@ def _select(args) -> List[str]:
 
 
 def cmd_verify(args) -> int:
-    from .verify import run_verify
+    from .verify import main as verify_main
 
-    return run_verify(args.file, layer=args.layer)
+    return verify_main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -312,8 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     rewrite.set_defaults(func=cmd_rewrite)
 
     verify = sub.add_parser("verify", help="run black-box mask probes on a decoder layer (needs Keras)")
-    verify.add_argument("file", help="a Python file defining the decoder layer")
-    verify.add_argument("--layer", help="the class to probe (default: the file's decoder)")
+    from .verify import add_arguments as verify_arguments  # imports no Keras
+
+    verify_arguments(verify)
     verify.set_defaults(func=cmd_verify)
     return parser
 
