@@ -30,6 +30,9 @@ def describe_exception(exc: BaseException, limit: int = 200) -> str:
     """One line for a crash: Keras wraps errors, so prefer the line that names the shapes."""
     # Keras appends "• arg=Tensor(shape=...)" summaries; they name shapes but explain nothing.
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # Keras colours its messages
+    # TensorFlow prefixes op errors with the device placement and suffixes the op name.
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    text = re.sub(r"\s*\[Op:\w+\]( name:.*)?", "", text)
     lines = [l.strip() for l in text.splitlines() if l.strip() and not l.strip().startswith("•")]
     for key in ("ncompatible", "must match", "broadcast", "size of tensor", "shape"):
         for line in lines:
