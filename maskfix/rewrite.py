@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Dict, List, Sequence, Set, Tuple, Union
 
 import libcst as cst
 
@@ -28,7 +28,7 @@ from .analysis import (
     names_in,
     positional_args,
 )
-from .trace import Body, index_bodies, is_input_call, layer_instances, trace_root
+from .trace import Body, index_bodies, layer_instances, trace_root
 
 NEW_PARAM = "encoder_padding_mask"
 
@@ -444,6 +444,19 @@ def _with_comma_like(items: Sequence, new_items: Sequence):
         for k, item in enumerate(new_items):
             is_last = k == len(new_items) - 1
             out.append(item.with_changes(comma=_bare(trailing, close_indent) if is_last else between))
+        return out
+    attr = next((a for a in ("whitespace_after_param", "whitespace_after_arg") if hasattr(last, a)), None)
+    tail = getattr(last, attr) if attr else None
+    if not isinstance(trailing, cst.Comma) and _multiline(prev) and isinstance(tail, cst.ParenthesizedWhitespace):
+        # ``f(\n    a,\n    b  # note\n)``: b keeps its line and comment, new items go below it
+        line = prev.whitespace_after
+        out = items[:-1] + [last.with_changes(**{attr: cst.SimpleWhitespace("")}, comma=cst.Comma(
+            whitespace_after=tail.with_changes(indent=line.indent, last_line=line.last_line)))]
+        closing = tail.with_changes(first_line=cst.TrailingWhitespace(newline=tail.first_line.newline),
+                                    empty_lines=())
+        for k, item in enumerate(new_items):
+            is_last = k == len(new_items) - 1
+            out.append(item.with_changes(**{attr: closing}) if is_last else item.with_changes(comma=_bare(prev)))
         return out
     if _multiline(prev):
         sep = _bare(prev)
