@@ -33,6 +33,7 @@ def test_rewritten_model_masks_correctly(fixture, runtime, cls):
     assert r["pad_invariance"] < 1e-5
     assert r["step0_sees_last_source_token"] > 1e-4
     assert r["explicit_mask_pad_invariance"] < 1e-5
+    assert r["serialization_round_trip"] < 1e-6  # get_config and the new Input survive save/load
 
 
 @pytest.mark.parametrize("fixture,runtime,cls", CASES)

@@ -82,6 +82,25 @@ def explicit_mask_layer():
     return float(np.abs(y - y2)[dec_mask].max())
 
 
+
+
+def serialization_round_trip():
+    """Save the whole model, load it back, and compare outputs."""
+    import tempfile
+
+    if runtime == "tf_keras":
+        import tf_keras as keras_mod
+    else:
+        import keras as keras_mod
+    custom = {n: getattr(mod, n) for n in dir(mod) if isinstance(getattr(mod, n), type)}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.keras")
+        model.save(path)
+        loaded = keras_mod.models.load_model(path, custom_objects=custom, compile=False)
+    return float(np.abs(np.asarray(loaded([src, tgt])) - out(src, tgt)).max())
+
+
 if len(sys.argv) > 3:
     attempt("explicit_mask_pad_invariance", explicit_mask_layer)
+attempt("serialization_round_trip", serialization_round_trip)
 print(json.dumps(result))
