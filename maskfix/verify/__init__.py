@@ -13,7 +13,23 @@ __all__ = [
     "run_verify",
     "add_arguments",
     "main",
+    "probe_in_runtime",
+    "train_in_runtime",
 ]
+
+
+def probe_in_runtime(path, runtime, level="layer", layer=None, init=None, modes=None):
+    """See :func:`maskfix.verify.runtime.probe_in_runtime`."""
+    from maskfix.verify.runtime import probe_in_runtime as _probe
+
+    return _probe(path, runtime, level, layer, init, modes)
+
+
+def train_in_runtime(path, runtime, **kwargs) -> dict:
+    """See :func:`maskfix.verify.runtime.train_in_runtime`."""
+    from maskfix.verify.runtime import train_in_runtime as _train
+
+    return _train(path, runtime, **kwargs)
 
 
 def run_verify(path, layer=None, **kwargs) -> int:

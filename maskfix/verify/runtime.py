@@ -145,3 +145,49 @@ def start_jobs(runtime: Runtime, jobs: List[dict], threads: Optional[int] = None
 def run_jobs(runtime: Runtime, jobs: List[dict], threads: Optional[int] = None,
              timeout: float = 600) -> dict:
     return start_jobs(runtime, jobs, threads, timeout).result()
+
+
+def runtime_from_label(label: str) -> Runtime:
+    """``"tf_keras"``, ``"keras3"`` (TensorFlow backend) or ``"keras3/<backend>"``."""
+    if label == "tf_keras":
+        return TF_KERAS
+    flavour, _, backend = label.partition("/")
+    if flavour != "keras3" or (backend and backend not in BACKENDS):
+        raise ValueError(f"unknown runtime {label!r}; expected tf_keras or keras3/<{'|'.join(BACKENDS)}>")
+    return Runtime("keras3", backend or "tensorflow")
+
+
+def _single_task(path, runtime, task: dict) -> dict:
+    rt = runtime if isinstance(runtime, Runtime) else runtime_from_label(runtime)
+    job = run_jobs(rt, [{"path": str(path), "tasks": [task]}])["jobs"][0]
+    if "error" in job:
+        raise RuntimeError(job["error"])
+    return job["tasks"][0]
+
+
+def train_in_runtime(path, runtime, **kwargs) -> dict:
+    """``train_briefly`` on the definitions of ``path`` in a subprocess running ``runtime``.
+
+    Returns the metrics dict; raises RuntimeError with the one-line crash reason if training fails.
+    """
+    task = _single_task(path, runtime, dict(kind="train", **kwargs))
+    if "error" in task:
+        raise RuntimeError(task["error"])
+    return task["metrics"]
+
+
+def probe_in_runtime(path, runtime, level: str = "layer", layer: Optional[str] = None,
+                     init: Optional[dict] = None, modes: Optional[List[str]] = None):
+    """Layer or model probes on the definitions of ``path`` in a subprocess; a list of ProbeResult."""
+    from maskfix.verify.results import ProbeResult
+
+    if level == "layer":
+        task = {"kind": "layer_probes", "layer": layer, "init": init or {}, "modes": modes or []}
+    elif level == "model":
+        task = {"kind": "model_probes"}
+    else:
+        raise ValueError("level must be 'layer' or 'model'")
+    done = _single_task(path, runtime, task)
+    if "error" in done:
+        raise RuntimeError(done["error"])
+    return [ProbeResult.from_dict(d) for d in done["probes"]]

@@ -7,7 +7,7 @@ import pytest
 
 from maskfix.verify.results import ProbeResult, assert_all_passed, assert_failed
 
-from conftest import RUNTIME_LABELS
+from verify_support import RUNTIME_LABELS
 
 # What the original example gets wrong, per runtime. These are deterministic facts:
 # * tf_keras fills `mask=` from the decoder input, so the cross-attention is causal over source
@@ -78,7 +78,7 @@ def _assert_learned(metrics):
 
 
 @pytest.mark.parametrize("label", RUNTIME_LABELS)
-@pytest.mark.parametrize("index", [0, 1, 2], ids=["equal", "src_shorter", "src_longer"])
+@pytest.mark.parametrize("index", [0, 1], ids=["equal", "src_shorter"])
 def test_fixed_trains(runtime_results, label, index):
     task = runtime_results.task(label, "fixed", "train", index)
     assert "error" not in task, task.get("traceback")
@@ -101,12 +101,3 @@ def test_original_trains_only_with_equal_lengths_or_is_wrong(runtime_results, la
         layer = _probes(runtime_results.task(label, "original", "layer_probes"))
         assert not next(r for r in layer if r.label == "unequal_lengths[explicit]").passed
 
-
-def test_print_training_figures(runtime_results, capsys):
-    """Not an assertion: lists the figures in the pytest output (-s) for the record."""
-    with capsys.disabled():
-        for label in RUNTIME_LABELS:
-            for which in ("original", "fixed"):
-                for task in runtime_results.get(label)["jobs"][("original", "fixed").index(which)]["tasks"]:
-                    if task["kind"] == "train":
-                        print(label, which, task.get("metrics") or task.get("error"))

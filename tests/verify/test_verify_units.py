@@ -14,7 +14,7 @@ from maskfix.verify.loader import find_decoder_classes, load_definitions
 from maskfix.verify.results import ProbeResult, assert_failed, assert_passed, format_table
 from maskfix.verify.runtime import Runtime, detect_runtime
 
-from conftest import HERE, fixed_example, original_example
+from verify_support import HERE, fixed_example, original_example
 
 
 def test_package_imports_without_keras():
