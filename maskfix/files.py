@@ -142,11 +142,16 @@ def decode_python(path: Path, raw: bytes) -> SourceFile:
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
     except SyntaxError as exc:
-        raise FileError(f"bad encoding declaration: {exc.msg if hasattr(exc, 'msg') else exc}") from None
+        msg = str(exc.msg if hasattr(exc, "msg") else exc)
+        if not msg.startswith("invalid or missing encoding declaration"):
+            raise FileError(f"bad encoding declaration: {msg}") from None
+        encoding = "utf-8"  # no declaration, and not UTF-8 in its first lines: say where
     try:
         text = raw.decode(encoding)
-    except (UnicodeDecodeError, LookupError) as exc:
-        raise FileError(f"cannot decode as {encoding}: {exc.reason if hasattr(exc, 'reason') else exc}") from None
+    except UnicodeDecodeError as exc:
+        raise FileError(f"cannot decode as {encoding}: {exc.reason} at byte {exc.start}") from None
+    except LookupError as exc:
+        raise FileError(f"cannot decode as {encoding}: {exc}") from None
     if encoding == "utf-8-sig" and text.startswith("\ufeff"):
         text = text[1:]
     return SourceFile(path, raw, text, encoding)
