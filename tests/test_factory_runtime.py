@@ -12,31 +12,37 @@ pytest.importorskip("tf_keras")
 HERE = Path(__file__).parent
 
 
-def probe(fixture, factory, which):
+CASES = [("fam_factory_target", "create_masks"), ("fam_factory_bare_lookahead", "masks_for"),
+         ("fam_factory_swapped", "create_masks")]
+
+
+@pytest.fixture(scope="module")
+def probed():
+    """{(fixture, which): results}, all from one process."""
+    keys = [(f, w, name) for f, name in CASES for w in ("before", "after")]
     proc = subprocess.run(
         [sys.executable, str(HERE / "runtime" / "factory_probe.py"),
-         str(HERE / "fixtures" / fixture / f"{which}.py"), factory],
-        capture_output=True, text=True, timeout=300,
+         *(f"{HERE / 'fixtures' / f / w}.py:{name}" for f, w, name in keys)],
+        capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return {(f, w): r for (f, w, _), r in zip(keys, lines)}
 
 
-def test_cross_mask_built_from_target_is_rebuilt_from_source():
-    before = probe("fam_factory_target", "create_masks", "before")
-    after = probe("fam_factory_target", "create_masks", "after")
+def test_cross_mask_built_from_target_is_rebuilt_from_source(probed):
+    before, after = probed[("fam_factory_target", "before")], probed[("fam_factory_target", "after")]
     assert before["cross_shape"][-1] == 5 and not before["cross_blocks_source_padding"]
     assert after["cross_shape"][-1] == 7 and after["cross_blocks_source_padding"]
 
 
-def test_bare_look_ahead_gains_the_target_padding():
-    assert not probe("fam_factory_bare_lookahead", "masks_for", "before")["combined_blocks_target_padding"]
-    assert probe("fam_factory_bare_lookahead", "masks_for", "after")["combined_blocks_target_padding"]
+def test_bare_look_ahead_gains_the_target_padding(probed):
+    assert not probed[("fam_factory_bare_lookahead", "before")]["combined_blocks_target_padding"]
+    assert probed[("fam_factory_bare_lookahead", "after")]["combined_blocks_target_padding"]
 
 
-def test_swapped_slots_crash_with_unequal_lengths_until_swapped_back():
-    before = probe("fam_factory_swapped", "create_masks", "before")
-    after = probe("fam_factory_swapped", "create_masks", "after")
+def test_swapped_slots_crash_with_unequal_lengths_until_swapped_back(probed):
+    before, after = probed[("fam_factory_swapped", "before")], probed[("fam_factory_swapped", "after")]
     assert before["unequal_lengths"].startswith("error")
     assert after["unequal_lengths"] == "ran"
     assert after["source_padding_invariance"] < 1e-5

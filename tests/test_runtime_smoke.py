@@ -1,6 +1,6 @@
 """Rewritten fixtures build, run with source length != target length, and mask padding.
 
-Each case runs in its own process, since Keras picks its runtime at import.
+One process per runtime, since Keras picks its runtime at import.
 """
 
 import json
@@ -17,17 +17,30 @@ CASES = [("kerasio_tf", "tf_keras", "DecoderBlock"), ("kerasio_keras3", "tensorf
          ("book_tf", "tf_keras", "TransformerDecoder")]
 
 
-def probe(fixture, runtime, cls, which):
-    path = HERE / "fixtures" / fixture / f"{which}.py"
-    proc = subprocess.run([sys.executable, str(HERE / "runtime" / "smoke.py"), str(path), runtime, cls],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def _case(fixture, which, cls):
+    return f"{HERE / 'fixtures' / fixture / which}.py:{cls}"
+
+
+@pytest.fixture(scope="module")
+def probed():
+    """{(fixture, which): results} for every case, before and after."""
+    out = {}
+    for runtime in sorted({r for _, r, _ in CASES}):
+        cases = [(f, w, c) for f, r, c in CASES if r == runtime for w in ("before", "after")]
+        proc = subprocess.run(
+            [sys.executable, str(HERE / "runtime" / "smoke.py"), runtime, *(_case(*c) for c in cases)],
+            capture_output=True, text=True, timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        for (fixture, which, _), result in zip(cases, lines):
+            out[(fixture, which)] = result
+    return out
 
 
 @pytest.mark.parametrize("fixture,runtime,cls", CASES)
-def test_rewritten_model_masks_correctly(fixture, runtime, cls):
-    r = probe(fixture, runtime, cls, "after")
+def test_rewritten_model_masks_correctly(probed, fixture, runtime, cls):
+    r = probed[(fixture, "after")]
     assert r["longer_source"] == [2, 5, 40 if fixture != "kerasio_tf" else 50]
     assert r["shorter_source"][:2] == [2, 9]
     assert r["pad_invariance"] < 1e-5
@@ -37,8 +50,8 @@ def test_rewritten_model_masks_correctly(fixture, runtime, cls):
 
 
 @pytest.mark.parametrize("fixture,runtime,cls", CASES)
-def test_original_fails_or_masks_wrongly(fixture, runtime, cls):
-    r = probe(fixture, runtime, cls, "before")
+def test_original_fails_or_masks_wrongly(probed, fixture, runtime, cls):
+    r = probed[(fixture, "before")]
     # With an explicit decoder mask (always under tf.keras, and how the bug returns under
     # Keras 3) the decoder's [B, T, T] mask cannot be applied to S != T source keys.
     explicit = r["explicit_mask_pad_invariance"]
