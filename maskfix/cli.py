@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import __version__
 from .config import load_config
@@ -111,26 +111,22 @@ def _collect(args, fix: bool) -> Run:
         return _analyse(run, fix)
     progress = _Progress(not args.quiet)
     others: List[Path] = []
-    for path, problem in discover(args.paths, exclude):
+    for path, problem, (kind, payload) in _screen_all(discover(args.paths, exclude), args.jobs):
         run.files_seen += 1
         progress.tick(run.files_seen)
         if problem:
             run.errors.append((str(path), problem))
-            continue
-        try:
-            raw = read_bytes(path)
-            if might_match(raw):
-                item = _prepare(str(path), path, raw)
+        elif kind == "error":
+            run.errors.append((str(path), payload))
+        elif kind == "other":
+            others.append(path)  # defines nothing to report, but may call a decoder defined elsewhere
+        elif kind == "parse":
+            try:
+                item = _prepare(str(path), path, payload)
                 if item is not None:
                     run.inputs[str(path)] = item
-            else:
-                # Cannot hold a decoder, so it is not parsed; but a file that
-                # is not text at all is still reported.
-                others.append(path)
-                if path.suffix != ".ipynb":
-                    decode_python(path, raw)
-        except FileError as exc:
-            run.errors.append((str(path), str(exc)))
+            except FileError as exc:
+                run.errors.append((str(path), str(exc)))
     progress.done()
     _analyse(run, fix)
     names = {n for o in run.outcomes.values() for n in o.decoders}
@@ -147,6 +143,70 @@ def _collect(args, fix: bool) -> Run:
                 run.errors.append((str(path), str(exc)))
         _analyse(run, fix)
     return run
+
+
+PARALLEL_MIN_FILES = 256  # below this, starting workers costs more than it saves
+
+
+def _screen_file(path: Path) -> Tuple[str, object]:
+    """``("parse", raw)`` when LibCST must see the file, else ``("other"|"skip", None)`` or ``("error", reason)``.
+
+    Both prefilter stages run here: the byte needles, then the ``ast`` screen.
+    A file that fails them is still decoded, so one that is not text is reported.
+    """
+    try:
+        raw = read_bytes(path)
+        if not might_match(raw):
+            if path.suffix != ".ipynb":
+                decode_python(path, raw)
+            return "other", None
+        item = _prepare(str(path), path, raw)
+        if item is None:
+            return "skip", None
+        from .screen import worth_parsing
+
+        return ("parse", raw) if worth_parsing(item.source) else ("other", None)
+    except FileError as exc:
+        return "error", str(exc)
+
+
+def _screen_chunk(paths: List[Path]) -> List[Tuple[str, object]]:
+    return [_screen_file(p) for p in paths]
+
+
+def _screen_all(found, jobs: int):
+    """Yield ``(path, discovery problem, screen result)`` in discovery order, on ``jobs`` processes."""
+    found = list(found)
+    paths = [p for p, problem in found if not problem]
+    jobs = jobs or _cpu_count()
+    results: Iterator = iter(())
+    if jobs > 1 and len(paths) >= PARALLEL_MIN_FILES:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # fork: workers inherit the imported modules, so they start in milliseconds.
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else None)
+        size = max(16, min(256, len(paths) // (jobs * 8)))
+        chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
+        executor = ProcessPoolExecutor(max_workers=min(jobs, len(chunks)), mp_context=context)
+        with executor:
+            results = (r for chunk in executor.map(_screen_chunk, chunks) for r in chunk)
+            yield from _merge(found, results)
+        return
+    yield from _merge(found, map(_screen_file, paths))
+
+
+def _merge(found, results):
+    for path, problem in found:
+        yield path, problem, (("skip", None) if problem else next(results))
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def _analyse(run: Run, fix: bool) -> Run:
@@ -300,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--extend-exclude", action="append", metavar="GLOB", help="paths to skip, in addition")
         p.add_argument("--exit-zero", action="store_true", help="exit 0 even when problems are found")
         p.add_argument("-q", "--quiet", action="store_true", help="print diagnostics only, no summary")
+        p.add_argument("-j", "--jobs", type=int, default=0, metavar="N",
+                       help="worker processes for screening files (default: all cores; 1: none)")
 
     check = sub.add_parser("check", help="report decoders whose cross-attention uses a decoder-side mask")
     common(check)

@@ -61,6 +61,7 @@ def discover(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator[Tupl
             continue
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
             here = Path(dirpath)
+            real_here = os.path.realpath(dirpath)  # once per folder: resolving every file is slow
             dirnames[:] = sorted(
                 d for d in dirnames
                 if d not in SKIP_DIRS
@@ -88,7 +89,7 @@ def discover(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator[Tupl
                         yield path, _link_problem(exc)
                         continue
                 else:
-                    real = str(path.resolve())
+                    real = os.path.join(real_here, name)
                 if not stat.S_ISREG(st.st_mode):
                     # A FIFO or device would block or never end when read.
                     yield path, "not a regular file"

@@ -1,0 +1,277 @@
+"""Second prefilter stage: a structural screen with the standard ``ast`` module.
+
+LibCST parsing and the data-flow analysis cost far more than ``ast.parse``,
+and most files that pass the byte prefilter (``prefilter.might_match``) hold
+the needle for an unrelated reason.  ``worth_parsing`` keeps a source only
+when it has the shape some finding needs; each test below is a necessary
+condition of the matching analysis, loosened wherever mirroring it exactly
+would be fragile:
+
+- a decoder (MF001-MF003, analysis.analyze_module): a class that stores a
+  ``MultiHeadAttention(...)`` in ``self.X`` (or ``self.X[i]``) and has a method
+  with two or more parameters that calls ``self.X`` with a query, a value, and
+  a mask (``attention_mask=``, a 4th positional) or ``use_causal_mask=``;
+  Query and value must differ, or no key can come from the encoder;
+- a lazy embedding mask (MF007, analysis._lazy_mask): a ``compute_mask``
+  method with ``if <mask> is None:`` directly in its body and a ``return``
+  that uses its first parameter;
+- a mask factory (MF004-MF006, factories.find_factories): a function of two
+  parameters that returns a 3-tuple whose first item can depend on the first
+  parameter and whose second item can carry a causal
+  label: following local bindings from it reaches an order comparison, a call
+  named like a triangle or order op, or a call of a function (``f(...)`` or
+  ``self.f(...)``) that itself holds one of those.
+
+A finding kind added to the analysis needs a test here; tests/test_prefilter.py
+checks every fixture with a finding against this screen.  Sources that
+``ast`` cannot parse are kept, so that LibCST reports the error as before.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Dict, Iterator, List, Set
+
+MHA = "MultiHeadAttention"
+_MASK_KEYWORDS = {"attention_mask", "use_causal_mask"}
+# Calls that make a mask causal by name (analysis._CAUSAL_CALLS and _ORDER_CALLS).
+_CAUSAL_NAMES = {"band_part", "tril", "triu", "greater_equal", "greater", "less_equal", "less"}
+_ORDER_OPS = (ast.Gt, ast.GtE, ast.Lt, ast.LtE)
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def worth_parsing(source: str) -> bool:
+    """False only when no maskfix finding can be defined in ``source``."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return True
+    # Walking a class is costly: only classes whose lines hold the word are walked.
+    mha, compute_mask = _lines_with(source, MHA), _lines_with(source, "compute_mask")
+    cache = []
+
+    def helpers() -> Set[str]:  # walks every function: only when a factory shape needs it
+        if not cache:
+            cache.append(causal_helpers(tree))
+        return cache[0]
+
+    for node in _definitions(tree.body):
+        if isinstance(node, ast.ClassDef):
+            if (_spans(node, mha) and _decoder_shape(node)) or (_spans(node, compute_mask) and _lazy_mask_shape(node)):
+                return True
+        elif _factory_shape(node, helpers):
+            return True
+    return False
+
+
+def _lines_with(source: str, word: str) -> List[int]:
+    lines, line, last, at = [], 1, 0, source.find(word)
+    while at != -1:
+        line += source.count("\n", last, at)
+        lines.append(line)
+        last, at = at, source.find(word, at + len(word))
+    return lines
+
+
+def _spans(node: ast.stmt, lines: List[int]) -> bool:
+    return any(node.lineno <= line <= node.end_lineno for line in lines)
+
+
+def _definitions(body: List[ast.stmt]) -> Iterator[ast.stmt]:
+    """Every class and function, at any depth, visiting statements only (expressions are many)."""
+    stack = list(reversed(body))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.ClassDef, *_DEFS)):
+            yield node
+        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
+            children = getattr(node, name, None)
+            if isinstance(children, list):
+                stack.extend(reversed(children))
+
+
+def _params(fn) -> List[str]:
+    a = fn.args
+    names = [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+    if names and names[0] in ("self", "cls"):
+        names = names[1:]
+    return names
+
+
+def _last_name(node) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return ""
+
+
+def _self_attr(node) -> str:
+    """``X`` for ``self.X`` or ``self.X[i]``."""
+    if isinstance(node, ast.Subscript):
+        node = node.value
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+        return node.attr
+    return ""
+
+
+def _mha_attributes(cls: ast.ClassDef) -> Set[str]:
+    attrs = set()
+    for node in ast.walk(cls):
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets = [node.target]
+        else:
+            continue
+        if any(isinstance(c, ast.Call) and _last_name(c.func) == MHA for c in ast.walk(node.value)):
+            attrs.update(a for a in map(_self_attr, targets) if a)
+    return attrs
+
+
+def _decoder_shape(cls: ast.ClassDef) -> bool:
+    attrs = _mha_attributes(cls)
+    if not attrs:
+        return False
+    for fn in cls.body:
+        if not isinstance(fn, _DEFS) or len(_params(fn)) < 2:
+            continue
+        for call in ast.walk(fn):
+            if isinstance(call, ast.Call) and _self_attr(call.func) in attrs and _attention_call(call):
+                return True
+    return False
+
+
+def _attention_call(call: ast.Call) -> bool:
+    """A query, a value, and something that masks: what a cross-attention finding needs."""
+    positional = sum(not isinstance(a, ast.Starred) for a in call.args)
+    keywords = {k.arg for k in call.keywords if k.arg}
+    if not (positional > 3 or keywords & _MASK_KEYWORDS):
+        return False
+    slots = dict(zip(("query", "value"), [a for a in call.args if not isinstance(a, ast.Starred)]))
+    slots.update((k.arg, k.value) for k in call.keywords if k.arg in ("query", "value"))
+    if "query" not in slots or "value" not in slots:
+        return False
+    # The same tree twice has the same roots: the analysis never takes it for a cross-attention.
+    return ast.dump(slots["query"]) != ast.dump(slots["value"])
+
+
+def _lazy_mask_shape(cls: ast.ClassDef) -> bool:
+    for fn in cls.body:
+        if not isinstance(fn, _DEFS) or fn.name != "compute_mask":
+            continue
+        params = _params(fn)
+        if len(params) < 2:
+            continue
+        for stmt in fn.body:
+            test = getattr(stmt, "test", None) if isinstance(stmt, ast.If) else None
+            if (
+                isinstance(test, ast.Compare)
+                and isinstance(test.left, ast.Name)
+                and test.left.id == params[1]
+                and len(test.ops) == 1
+                and isinstance(test.ops[0], ast.Is)
+                and isinstance(test.comparators[0], ast.Constant)
+                and test.comparators[0].value is None
+            ):
+                return any(
+                    isinstance(r, ast.Return) and r.value is not None and params[0] in _names(r.value)
+                    for r in ast.walk(fn)
+                )
+    return False
+
+
+def _names(node) -> Set[str]:
+    """Names as LibCST sees them: attribute and keyword names count too."""
+    out = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name):
+            out.add(n.id)
+        elif isinstance(n, ast.Attribute):
+            out.add(n.attr)
+        elif isinstance(n, ast.keyword) and n.arg:
+            out.add(n.arg)
+        elif isinstance(n, ast.arg):
+            out.add(n.arg)
+    return out
+
+
+def _factory_shape(fn, helpers) -> bool:
+    """``helpers()`` gives the names of functions that may build a causal mask."""
+    params = _params(fn)
+    if len(params) != 2:
+        return False
+    nodes = list(ast.walk(fn))
+    triples = [n.value for n in nodes
+               if isinstance(n, ast.Return) and isinstance(n.value, ast.Tuple) and len(n.value.elts) == 3]
+    if not triples:
+        return False
+    bindings = _bindings(nodes)
+    return any(
+        params[0] in _reachable_names(t.elts[0], bindings)  # the first mask comes from the source
+        and _reaches_causal_origin(t.elts[1], bindings, helpers)
+        for t in triples
+    )
+
+
+def _reachable_names(expr, bindings) -> Set[str]:
+    stack, seen = [expr], set()
+    while stack:
+        for name in _names(stack.pop()) - seen:
+            seen.add(name)
+            stack.extend(bindings.get(name, ()))
+    return seen
+
+
+def _bindings(nodes) -> Dict[str, List[ast.AST]]:
+    """Every value any construct binds to a name (a superset of analysis._Scope)."""
+    out: Dict[str, List[ast.AST]] = {}
+
+    def bind(target, value):
+        for n in ast.walk(target):
+            if isinstance(n, ast.Name):
+                out.setdefault(n.id, []).append(value)
+
+    for n in nodes:
+        if isinstance(n, ast.Assign):
+            for t in n.targets:
+                bind(t, n.value)
+        elif isinstance(n, (ast.AnnAssign, ast.AugAssign, ast.NamedExpr)) and n.value is not None:
+            bind(n.target, n.value)
+        elif isinstance(n, (ast.For, ast.AsyncFor, ast.comprehension)):
+            bind(n.target, n.iter)
+        elif isinstance(n, ast.withitem) and n.optional_vars is not None:
+            bind(n.optional_vars, n.context_expr)
+    return out
+
+
+def _direct_origin(n) -> bool:
+    """Where analysis._Flow adds the causal label by itself (a superset of it)."""
+    if isinstance(n, ast.Compare):
+        return any(isinstance(op, _ORDER_OPS) for op in n.ops)
+    return isinstance(n, ast.Call) and _last_name(n.func) in _CAUSAL_NAMES
+
+
+def causal_helpers(tree: ast.Module) -> Set[str]:
+    """Names of functions, at any depth, that hold a direct causal origin (analysis._builds_causal)."""
+    return {
+        d.name for d in _definitions(tree.body)
+        if isinstance(d, _DEFS) and any(_direct_origin(n) for n in ast.walk(d))
+    }
+
+
+def _reaches_causal_origin(expr, bindings, helpers) -> bool:
+    stack, seen = [expr], set()
+    while stack:
+        for n in ast.walk(stack.pop()):
+            if _direct_origin(n):
+                return True
+            if isinstance(n, ast.Call):
+                name = n.func.id if isinstance(n.func, ast.Name) else _self_attr(n.func)
+                if name and name in helpers():
+                    return True
+            for name in _names(n) if isinstance(n, (ast.Name, ast.Attribute, ast.keyword)) else ():
+                if name not in seen:
+                    seen.add(name)
+                    stack.extend(bindings.get(name, ()))
+    return False

@@ -1,0 +1,100 @@
+"""The prefilter stages never cost recall, and files found only by name are still threaded."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from maskfix import engine
+from maskfix.cli import main
+from maskfix.notebook import Notebook, NotPythonNotebook
+from maskfix.prefilter import might_match
+from maskfix.screen import worth_parsing
+
+FIXTURES = Path(__file__).parent / "fixtures"
+VARIANTS = sorted(p.name for p in FIXTURES.iterdir() if (p / "before.py").exists())
+WITH_FINDINGS = [v for v in VARIANTS if (FIXTURES / v / "expected.txt").read_text().strip()]
+NOTEBOOKS = sorted((FIXTURES / "notebooks").glob("*.ipynb"))
+
+
+def read(variant, name="before.py"):
+    with open(FIXTURES / variant / name, newline="") as fh:
+        return fh.read()
+
+
+def test_there_are_fixtures_with_findings():
+    assert len(WITH_FINDINGS) >= 18
+
+
+@pytest.mark.parametrize("variant", WITH_FINDINGS)
+def test_every_fixture_with_a_finding_passes_every_stage(variant):
+    source = read(variant)
+    assert might_match(source.encode())
+    assert worth_parsing(source)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_screen_agrees_with_the_engine(variant):
+    source = read(variant)
+    if engine.check_source(source):
+        assert worth_parsing(source)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_with_findings_pass_every_stage(path):
+    raw = path.read_bytes()
+    try:
+        source = Notebook.parse(raw).source
+    except NotPythonNotebook:
+        return
+    if engine.check_source(source):
+        assert might_match(raw)
+        assert worth_parsing(source)
+
+
+def test_unparsable_sources_are_kept_for_libcst_to_report():
+    assert worth_parsing("class X(:\n    pass\n")
+
+
+def test_lookalikes_are_screened_out():
+    encoder_only = (
+        "import keras\n\nclass Enc(keras.layers.Layer):\n"
+        "    def __init__(self):\n        super().__init__()\n"
+        "        self.att = keras.layers.MultiHeadAttention(2, 8)\n"
+        "    def call(self, x, mask=None):\n"
+        "        return self.att(query=x, value=x, attention_mask=mask)\n"
+    )
+    assert not worth_parsing(encoder_only)
+    assert not worth_parsing("import numpy as np\n\ndef f(x):\n    return np.tril(x)\n")
+
+
+DECODER_USER = (
+    "from tensorflow import keras\nimport tensorflow as tf\n"
+    "from layers_mod import PositionalEmbedding, TransformerEncoder, TransformerDecoder\n\n"
+    "{extra}"
+    "src = keras.Input(shape=(None,), dtype='int64')\n"
+    "x = PositionalEmbedding(10, 40, 16)(src)\n"
+    "enc = TransformerEncoder(16, 32, 2)(x)\n"
+    "tgt = keras.Input(shape=(None,), dtype='int64')\n"
+    "y = PositionalEmbedding(10, 40, 16)(tgt)\n"
+    "y = TransformerDecoder(16, 32, 2)(y, enc)\n"
+)
+
+
+@pytest.mark.parametrize("extra", ["", "ATTENTION = keras.layers.MultiHeadAttention  # screened out\n\n"],
+                         ids=["no-needle", "needle-but-screened"])
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_call_site_in_another_file_is_threaded_through_the_cli(tmp_path, capsys, extra, jobs):
+    shutil.copy(FIXTURES / "book_tf" / "before.py", tmp_path / "full.py")
+    (tmp_path / "layers_mod.py").write_text(read("book_tf").split("def build(")[0])
+    user = DECODER_USER.format(extra=extra)
+    assert not worth_parsing(user)
+    (tmp_path / "train.py").write_text(user)
+    for i in range(300):  # enough files for the parallel path
+        (tmp_path / f"filler_{i}.py").write_text(f"x = {i}\n")
+    assert main(["rewrite", "-j", jobs, str(tmp_path)]) == 1
+    new_user = (tmp_path / "train.py").read_text()
+    assert "encoder_padding_mask = tf.math.not_equal(src, 0)" in new_user
+    assert "TransformerDecoder(16, 32, 2)(y, enc, encoder_padding_mask=encoder_padding_mask)" in new_user
+    capsys.readouterr()
+    assert main(["check", "-j", jobs, str(tmp_path)]) == 0
