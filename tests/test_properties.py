@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from maskfix import engine
 
-SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # How each dialect spells the few tensor ops a decoder needs.
 DIALECTS: Dict[str, Dict[str, str]] = {
@@ -259,7 +259,7 @@ def test_every_buggy_decoder_is_flagged_and_fixed_cleanly(source):
     _layout_kept(source, fixed)
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=80)
 @given(decoders(GOOD_SHAPES))
 def test_every_correct_or_decoder_only_layer_is_left_alone(source):
     assert _once(source) == ([], None), source
@@ -274,10 +274,3 @@ def _layout_kept(source, fixed):
             indent = len(line) - len(line.lstrip())
             assert any(l.endswith(comment) and len(l) - len(l.lstrip()) == indent for l in new), (line, fixed)
     assert all(l == l.rstrip() for l in new), fixed
-
-
-@SETTINGS
-@given(decoders(GOOD_SHAPES))
-def test_every_correct_or_decoder_only_layer_is_left_alone(source):
-    assert engine.check_source(source) == [], source
-    assert engine.rewrite_source(source) == source

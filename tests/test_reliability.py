@@ -354,7 +354,7 @@ def test_killed_runs_leave_every_file_old_or_new(tmp_path):
 
     rng = random.Random(2024)
     states = []
-    for i in range(6):
+    for i in range(4):
         root = tmp_path / f"run{i}"
         shutil.copytree(base, root)
         folders = sorted(p for p in root.iterdir() if p.is_dir())
