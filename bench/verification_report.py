@@ -1,17 +1,22 @@
 """Regenerate docs/verification.md: probe results and brief-training figures, before and after the fix.
 
-Usage: python bench/verification_report.py [--out docs/verification.md] [--fixed-dir DIR]
+Usage: python bench/verification_report.py [--out docs/verification.md] [--fixed rewrite|expected]
 
 For each Keras runtime (tf_keras; Keras 3 on tensorflow, jax, torch) one subprocess imports the
 DEFINITIONS ONLY of the original example and of its fixed version (imports, classes, functions,
 literal constants; never the `if __name__ == "__main__":` training block), runs the layer and model
 probes, and trains each model briefly on the synthetic corpus with seeded, tiny settings.
+The fixed version is the output of `maskfix rewrite` on a copy of the example (default) or the
+hand-written `tests/verify/translation_<flavour>_expected_fixed.py`.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,8 +69,8 @@ def render(results: dict, fixed_source: str, seconds: float) -> str:
         "",
         "For each runtime a fresh interpreter (environment set before any import: "
         "`TF_USE_LEGACY_KERAS=1` for tf_keras, `KERAS_BACKEND=...` for Keras 3) imported the "
-        "**definitions only** of `examples/translation_<flavour>.py` and of its fixed version "
-        f"({fixed_source}): imports, classes, functions and literal constants. Top-level statements "
+        "**definitions only** of `examples/translation_<flavour>.py` and of its fixed version, "
+        f"{fixed_source}: imports, classes, functions and literal constants. Top-level statements "
         "such as `os.environ.setdefault(...)` and the `if __name__ == \"__main__\":` training block "
         "were not executed. Then:",
         "",
@@ -130,30 +135,40 @@ def render(results: dict, fixed_source: str, seconds: float) -> str:
     return "\n".join(lines)
 
 
+def _fixed_copy(flavour: str, how: str, workdir: Path) -> Path:
+    if how == "expected":
+        return ROOT / "tests" / "verify" / f"translation_{flavour}_expected_fixed.py"
+    target = workdir / f"translation_{flavour}.py"
+    shutil.copyfile(ROOT / "examples" / target.name, target)
+    proc = subprocess.run([sys.executable, "-m", "maskfix", "rewrite", "-j", "1", "-q", str(target)],
+                          capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"maskfix rewrite failed on {target}:\n{proc.stdout}{proc.stderr}")
+    return target
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "verification.md"))
-    parser.add_argument("--fixed-dir", default=str(ROOT / "tests" / "verify"),
-                        help="directory holding translation_<flavour>_expected_fixed.py")
+    parser.add_argument("--fixed", choices=("rewrite", "expected"), default="rewrite",
+                        help="fixed example: maskfix rewrite output, or the hand-written copy")
     parser.add_argument("--threads", type=int, default=1, help="threads per runtime worker")
     args = parser.parse_args(argv)
-    fixed_dir = Path(args.fixed_dir)
     start = time.time()
-    pending = {
-        rt.label: start_jobs(
-            rt,
-            _jobs(ROOT / "examples" / f"translation_{_flavour(rt)}.py",
-                  fixed_dir / f"translation_{_flavour(rt)}_expected_fixed.py"),
-            threads=args.threads,
-        )
-        for rt in ALL_RUNTIMES
-    }
-    results = {label: p.result() for label, p in pending.items()}
-    try:
-        shown = fixed_dir.resolve().relative_to(ROOT)
-    except ValueError:
-        shown = fixed_dir
-    text = render(results, f"`{shown}/translation_<flavour>_expected_fixed.py`", time.time() - start)
+    with tempfile.TemporaryDirectory(prefix="maskfix-report-") as tmp:
+        pending = {
+            rt.label: start_jobs(
+                rt,
+                _jobs(ROOT / "examples" / f"translation_{_flavour(rt)}.py",
+                      _fixed_copy(_flavour(rt), args.fixed, Path(tmp))),
+                threads=args.threads,
+            )
+            for rt in ALL_RUNTIMES
+        }
+        results = {label: p.result() for label, p in pending.items()}
+    shown = ("the output of `maskfix rewrite` on a copy of the example" if args.fixed == "rewrite"
+             else "the hand-written `tests/verify/translation_<flavour>_expected_fixed.py`")
+    text = render(results, shown, time.time() - start)
     Path(args.out).write_text(text)
     print(f"wrote {args.out}")
     return 0

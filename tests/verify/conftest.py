@@ -9,7 +9,7 @@ import pytest
 
 from maskfix.verify.runtime import ALL_RUNTIMES, start_jobs
 
-from verify_support import flavour_of, jobs_for
+from verify_support import fixed_example, flavour_of, jobs_for
 
 
 class RuntimeResults:
@@ -17,12 +17,16 @@ class RuntimeResults:
 
     def __init__(self, tmp_path_factory, labels):
         self._pending = {}
+        fixed = {}  # one fixed module per flavour, shared by its runtimes
         for rt in ALL_RUNTIMES:
             if rt.label not in labels:
                 continue
+            flavour = flavour_of(rt.label)
+            if flavour not in fixed:
+                fixed[flavour] = fixed_example(flavour, tmp_path_factory.mktemp(f"fixed_{flavour}"))
             tmp = tmp_path_factory.mktemp(rt.label.replace("/", "_"))
             # One thread each: four workers share the machine.
-            self._pending[rt.label] = start_jobs(rt, jobs_for(flavour_of(rt.label), tmp), threads=1)
+            self._pending[rt.label] = start_jobs(rt, jobs_for(flavour, fixed[flavour], tmp), threads=1)
         self._done = {}
 
     def get(self, label: str) -> dict:

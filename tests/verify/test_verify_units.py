@@ -14,7 +14,7 @@ from maskfix.verify.loader import find_decoder_classes, load_definitions
 from maskfix.verify.results import ProbeResult, assert_failed, assert_passed, format_table
 from maskfix.verify.runtime import Runtime, detect_runtime
 
-from verify_support import HERE, fixed_example, original_example
+from verify_support import expected_fixed, fixed_example, original_example
 
 
 def test_package_imports_without_keras():
@@ -140,3 +140,12 @@ def test_verify_exit_codes_on_examples(tmp_path, capsys):
     fixed = fixed_example("tf_keras", tmp_path)
     assert run_verify(str(fixed), layer="TransformerDecoder") == 0
     assert "0 failed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flavour", ["tf_keras", "keras3"])
+def test_fixed_example_matches_expected_wiring(flavour, tmp_path):
+    """The fixed module under test has the same syntax tree as the hand-written fix."""
+    import ast
+
+    produced = ast.dump(ast.parse(fixed_example(flavour, tmp_path).read_text()))
+    assert produced == ast.dump(ast.parse(expected_fixed(flavour).read_text()))
