@@ -74,8 +74,70 @@ def self_attr(node: cst.CSTNode) -> Optional[str]:
     return None
 
 
+class _Spans(cst.CSTVisitor):
+    """One pre-order pass over a module: every node with the slice its subtree covers."""
+
+    def __init__(self):
+        super().__init__()
+        self.nodes: List[cst.CSTNode] = []
+        self.span: Dict[int, List[int]] = {}
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        self.span[id(node)] = [len(self.nodes), 0]
+        self.nodes.append(node)
+        return True
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        self.span[id(original_node)][1] = len(self.nodes)
+
+
+# id(node) -> (spans, start, end) for indexed modules.  LibCST's ``children``
+# rebuilds lists on every access; walking a flat pre-order list is far cheaper.
+_INDEX: Dict[int, Tuple[_Spans, int, int]] = {}
+
+
+def index_tree(module: cst.Module) -> None:
+    """Make subtree walks over ``module`` cheap until ``forget_trees``."""
+    spans = _Spans()
+    module.visit(spans)
+    for key, (a, b) in spans.span.items():
+        _INDEX[key] = (spans, a, b)
+
+
+def forget_trees() -> None:
+    _INDEX.clear()
+
+
+def span(node: cst.CSTNode) -> Optional[Tuple[int, int]]:
+    """``(start, end)`` of ``node``'s subtree in its indexed module's pre-order, if indexed."""
+    hit = _INDEX.get(id(node))
+    if hit is None or hit[0].nodes[hit[1]] is not node:  # a recycled id is not the node
+        return None
+    return hit[1], hit[2]
+
+
+def _flat(node: cst.CSTNode):
+    hit = _INDEX.get(id(node))
+    if hit is not None and hit[0].nodes[hit[1]] is node:
+        return hit
+    return None
+
+
 def iter_calls(node: cst.CSTNode) -> Iterator[cst.Call]:
     """Every Call below ``node``, not descending into nested scopes."""
+    flat = _flat(node)
+    if flat is not None:
+        spans, i, end = flat
+        nodes = spans.nodes
+        while i < end:
+            cur = nodes[i]
+            if cur is not node and isinstance(cur, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+                i = spans.span[id(cur)][1]
+                continue
+            if isinstance(cur, cst.Call):
+                yield cur
+            i += 1
+        return
     stack = [node]
     while stack:
         cur = stack.pop()
@@ -88,6 +150,14 @@ def iter_calls(node: cst.CSTNode) -> Iterator[cst.Call]:
 
 
 def iter_nodes(node: cst.CSTNode, kind) -> Iterator[cst.CSTNode]:
+    """Every node of ``kind`` in ``node``'s subtree, in source order."""
+    flat = _flat(node)
+    if flat is not None:
+        spans, a, b = flat
+        for cur in spans.nodes[a:b]:
+            if isinstance(cur, kind):
+                yield cur
+        return
     stack = [node]
     while stack:
         cur = stack.pop()
@@ -141,40 +211,39 @@ def module_dialect(module: cst.Module) -> Dialect:
     d = Dialect()
     tf_keras = False
     keras3 = False
-    for stmt in module.body:
-        for node in iter_nodes(stmt, (cst.Import, cst.ImportFrom)):
-            if isinstance(node, cst.Import):
-                for alias in node.names:
-                    full = dotted(alias.name) or ""
-                    bound = alias.asname.name.value if alias.asname else full.split(".")[0]
-                    if full == "tensorflow":
-                        d.tf = bound
-                    elif full in ("tensorflow.keras", "tf_keras") or full.startswith("tf_keras."):
-                        tf_keras = True
-                    elif full == "keras.ops" and alias.asname:
-                        d.ops, keras3 = bound, True
-                    elif full == "keras" or full.startswith("keras."):
-                        keras3 = True
-                        if full == "keras":
-                            d.keras = bound
-                    elif full == "numpy":
-                        d.numpy = bound
-            else:
-                mod = dotted(node.module) if node.module else ""
-                mod = mod or ""
-                if mod.startswith("tensorflow") or mod.startswith("tf_keras") or "_tf_keras" in mod:
+    for node in iter_nodes(module, (cst.Import, cst.ImportFrom)):
+        if isinstance(node, cst.Import):
+            for alias in node.names:
+                full = dotted(alias.name) or ""
+                bound = alias.asname.name.value if alias.asname else full.split(".")[0]
+                if full == "tensorflow":
+                    d.tf = bound
+                elif full in ("tensorflow.keras", "tf_keras") or full.startswith("tf_keras."):
                     tf_keras = True
-                elif mod == "keras" or mod.startswith("keras."):
+                elif full == "keras.ops" and alias.asname:
+                    d.ops, keras3 = bound, True
+                elif full == "keras" or full.startswith("keras."):
                     keras3 = True
-                if isinstance(node.names, cst.ImportStar):
-                    continue
-                for alias in node.names:
-                    name = dotted(alias.name) or ""
-                    bound = alias.asname.name.value if alias.asname else name
-                    if mod == "keras" and name == "ops":
-                        d.ops = bound
-                    elif mod == "tensorflow" and name == "keras":
-                        tf_keras = True
+                    if full == "keras":
+                        d.keras = bound
+                elif full == "numpy":
+                    d.numpy = bound
+        else:
+            mod = dotted(node.module) if node.module else ""
+            mod = mod or ""
+            if mod.startswith("tensorflow") or mod.startswith("tf_keras") or "_tf_keras" in mod:
+                tf_keras = True
+            elif mod == "keras" or mod.startswith("keras."):
+                keras3 = True
+            if isinstance(node.names, cst.ImportStar):
+                continue
+            for alias in node.names:
+                name = dotted(alias.name) or ""
+                bound = alias.asname.name.value if alias.asname else name
+                if mod == "keras" and name == "ops":
+                    d.ops = bound
+                elif mod == "tensorflow" and name == "keras":
+                    tf_keras = True
     if tf_keras and not (keras3 and (d.ops or d.keras)):
         d.runtime = "tf.keras"
     elif keras3:
@@ -297,7 +366,6 @@ class _Scope:
         self.params = set(_param_names(fn))
         self.assigns: Dict[str, List[cst.BaseExpression]] = {}
         self.opaque: Set[str] = set()  # bound by unpacking, loops, with, ...
-        self.done: Dict[int, int] = _post_order(fn.body)  # id(node) -> when it finishes
         for node in iter_nodes(fn.body, (cst.Assign, cst.AnnAssign, cst.AugAssign, cst.For, cst.WithItem, cst.NamedExpr)):
             if isinstance(node, cst.Assign):
                 for t in node.targets:
@@ -544,26 +612,21 @@ def _bind_attention_args(call: cst.Call, runtime: str) -> AttentionCall:
     )
 
 
-def _post_order(root: cst.CSTNode) -> Dict[int, int]:
-    """Number nodes in the order their evaluation finishes (children before parents)."""
-    order: Dict[int, int] = {}
-    stack = [(root, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order[id(node)] = len(order)
-            continue
-        stack.append((node, True))
-        stack.extend((c, False) for c in reversed(node.children))
-    return order
+def _precedes(a: cst.CSTNode, b: cst.CSTNode) -> bool:
+    """Whether ``a`` ends before ``b`` starts in source order (True if unknown)."""
+    sa, sb = span(a), span(b)
+    if sa is None or sb is None:
+        return True
+    return sa[1] <= sb[0]
 
 
 def _roots(node: Optional[cst.CSTNode], scope: _Scope, seen: Optional[Set[str]] = None,
-           before: Optional[int] = None) -> Set[str]:
+           before: Optional[cst.CSTNode] = None) -> Set[str]:
     """Parameters of the method that an expression's value depends on.
 
-    With ``before``, only assignments finished by then count, so that
-    ``x = x + attn(x, enc)`` does not make the query depend on ``enc``.
+    With ``before`` (a node), only assignments whose value lies wholly
+    before it count, so that ``x = x + attn(x, enc)`` does not make the
+    query depend on ``enc``.
     """
     if node is None:
         return set()
@@ -576,7 +639,7 @@ def _roots(node: Optional[cst.CSTNode], scope: _Scope, seen: Optional[Set[str]] 
         if name in scope.params:
             out.add(name)
         for value in scope.assigns.get(name, ()):
-            if before is not None and scope.done.get(id(value), -1) > before:
+            if before is not None and not _precedes(value, before):
                 continue
             out |= _roots(value, scope, seen, before)
     return out
@@ -721,8 +784,7 @@ def _decoder_in_method(cls, fn, attrs, methods, module_funcs, dialect) -> Option
         if _same(ac.query, ac.value) and (ac.key is None or _same(ac.query, ac.key)):
             self_attn = self_attn or ac
             continue
-        at = scope.done.get(id(ac.call))
-        q_roots, v_roots = _roots(ac.query, scope, before=at), _roots(ac.value, scope, before=at)
+        q_roots, v_roots = _roots(ac.query, scope, before=ac.call), _roots(ac.value, scope, before=ac.call)
         enc_roots = v_roots - q_roots
         if len(v_roots) == 1 and enc_roots:
             cross = cross or (ac, next(iter(enc_roots)), q_roots)

@@ -156,8 +156,13 @@ def _screen_file(path: Path) -> Tuple[str, object]:
     """
     try:
         raw = read_bytes(path)
-        if not might_match(raw):
-            if path.suffix != ".ipynb":
+        notebook = path.suffix == ".ipynb"
+        if not might_match(raw, notebook=notebook):
+            # Cannot hold a finding, so it is not parsed; a file that is not
+            # text (or not a notebook) is still reported.
+            if notebook:
+                _prepare(str(path), path, raw)
+            else:
                 decode_python(path, raw)
             return "other", None
         item = _prepare(str(path), path, raw)

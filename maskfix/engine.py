@@ -14,7 +14,15 @@ from typing import Dict, List, Optional
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from .analysis import DecoderClass, ModuleFacts, analyze_module, find_call_sites, suppressed
+from .analysis import (
+    DecoderClass,
+    ModuleFacts,
+    analyze_module,
+    find_call_sites,
+    forget_trees,
+    index_tree,
+    suppressed,
+)
 from .factories import factory_problems
 from .rewrite import CallSitePlanner, Edits, _Style, apply, plan_eager_mask, plan_layer
 
@@ -63,6 +71,13 @@ def _imported_names(module: cst.Module) -> set:
 
 def run(sources: Dict[str, str], fix: bool = False) -> Dict[str, Outcome]:
     """Analyse ``{key: source}`` together; rewrite when ``fix``."""
+    try:
+        return _run(sources, fix)
+    finally:
+        forget_trees()
+
+
+def _run(sources: Dict[str, str], fix: bool) -> Dict[str, Outcome]:
     outcomes: Dict[str, Outcome] = {}
     units: List[_Unit] = []
     for key, source in sources.items():
@@ -75,6 +90,7 @@ def run(sources: Dict[str, str], fix: bool = False) -> Dict[str, Outcome]:
             outcomes[key] = Outcome(error="cannot parse: nesting too deep")
             continue
         try:
+            index_tree(module)
             unit = _Unit(key, source, module, analyze_module(module), _imported_names(module))
             unit.factory_problems = factory_problems(module)
         except Exception as exc:  # one file's surprise must not stop the others

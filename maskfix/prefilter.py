@@ -1,14 +1,42 @@
 """The byte-level test that decides whether a file is worth parsing.
 
-Every finding needs one of these words in the file: a decoder owns a
-MultiHeadAttention, a lazy embedding mask lives in ``compute_mask``, and a
-standalone mask factory builds its look-ahead mask with a triangle op.
-Tests check that every fixture with a finding passes.
+Every finding needs some words in the file: a decoder constructs a
+``MultiHeadAttention(...)``; a lazy embedding mask is a ``compute_mask`` with an
+``if mask is None: return None`` guard in its body; a standalone mask factory
+is a function of two parameters that builds its look-ahead mask with a
+triangle op and returns three masks on one line.
+Notebooks keep their code in JSON strings, where line structure is escaped,
+so for them the words alone decide.  tests/test_prefilter.py checks that
+every fixture with a finding passes.
 """
 
-NEEDLES = (b"MultiHeadAttention", b"compute_mask", b"band_part", b"tril(", b"triu(")
+import re
+
+DECODER = b"MultiHeadAttention"
+LAZY = b"compute_mask"
+TRIANGLES = (b"band_part", b"tril(", b"triu(")
+NEEDLES = (DECODER, LAZY, *TRIANGLES)
+
+_DECODER = re.compile(rb"MultiHeadAttention\s*\(")
+# ``def compute_mask(self, inputs, mask...):`` with ``if mask is None: return None`` in its body
+_GUARD = re.compile(
+    rb"def\s+compute_mask\s*\(\s*\w+\s*,\s*\w+\s*,\s*(\w+)[^)]*\)[^:\n]*:"
+    rb"(?:(?!\n[ \t]*(?:def|class)\s)[\s\S])*?"
+    rb"\bif\s+\1\s+is\s+None\s*:\s*(?:#[^\n]*)?(?:\r?\n\s*)?return\s+None\b"
+)
+# a function of two parameters (after an optional self) ...
+_TWO_PARAMS = re.compile(rb"def\s+\w+\s*\(\s*(?:self\s*,\s*)?[^,()*]+,[^,()*]+\)\s*(?:->[^:\n]+)?:")
+# ... that returns three things on one line
+_TRIPLE = re.compile(rb"^[ \t]*return\b[^\n]*,[^\n]*,", re.M)
 
 
-def might_match(raw: bytes) -> bool:
+def might_match(raw: bytes, notebook: bool = False) -> bool:
     """False only when no maskfix finding can exist in ``raw``."""
-    return any(n in raw for n in NEEDLES)
+    if DECODER in raw and _DECODER.search(raw):
+        return True
+    if notebook:
+        return any(n in raw for n in NEEDLES)
+    if LAZY in raw and _GUARD.search(raw):
+        return True
+    return (any(n in raw for n in TRIANGLES) and _TRIPLE.search(raw) is not None
+            and _TWO_PARAMS.search(raw) is not None)
