@@ -82,9 +82,12 @@ def call_layer(layer, x, e, dec_mask, enc_mask, mode: str) -> np.ndarray:
     k = kerasenv
     xt, et = k.to_tensor(x, "float32"), k.to_tensor(e, "float32")
     dm, em = k.to_tensor(dec_mask, "bool"), k.to_tensor(enc_mask, "bool")
+    params = _call_params(layer)
     kwargs = {}
-    if "encoder_padding_mask" in _call_params(layer):
+    if "encoder_padding_mask" in params:
         kwargs["encoder_padding_mask"] = em
+    if "training" in params:
+        kwargs["training"] = False
     if mode == "implicit":
         k.attach_mask(xt, dm)
         k.attach_mask(et, k.to_tensor(enc_mask, "bool"))
@@ -92,8 +95,7 @@ def call_layer(layer, x, e, dec_mask, enc_mask, mode: str) -> np.ndarray:
         kwargs["mask"] = dm
     else:
         raise ValueError(f"unknown mode {mode!r}")
-    return k.to_numpy(layer(xt, et, training=False, **kwargs) if "training" in _call_params(layer)
-                      else layer(xt, et, **kwargs))
+    return k.to_numpy(layer(xt, et, **kwargs))
 
 
 def _lengths_mask(lengths, total) -> np.ndarray:

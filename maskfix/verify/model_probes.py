@@ -99,6 +99,36 @@ def probe_model_unequal_lengths(model) -> ProbeResult:
     return ProbeResult(name, True, "ran with source/target lengths 4/7 and 9/6", level="model")
 
 
+def probe_model_save_load(model, custom_objects: Optional[Dict] = None) -> ProbeResult:
+    """The model survives a save/load round trip with identical outputs (the fix adds an input)."""
+    import os
+    import tempfile
+
+    name = "save_load_roundtrip"
+    keras = kerasenv.load_keras()
+    rng = np.random.default_rng(14)
+    enc, dec = _tokens(rng, [3, 5], 6), _tokens(rng, [6, 4], 6, start=1)  # equal: tests only saving
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.keras" if kerasenv.is_keras3() else "model.h5")
+        try:
+            before = _predict(model, enc, dec)
+            model.save(path)
+            after = _predict(keras.models.load_model(path, custom_objects=custom_objects), enc, dec)
+        except Exception as exc:  # noqa: BLE001
+            return _crash(name, exc)
+    diff = float(np.abs(before - after).max())
+    if diff <= TOLERANCE:
+        return ProbeResult(name, True, f"saved as {os.path.basename(path)} and reloaded, same outputs", level="model")
+    return ProbeResult(name, False, f"reloaded model differs by {diff:.3g}", level="model")
+
+
+def _custom_objects(module) -> Dict:
+    keras = kerasenv.load_keras()
+    return {name: obj for name, obj in vars(module).items()
+            if isinstance(obj, type) and issubclass(obj, keras.layers.Layer)
+            and obj.__module__ == module.__name__}
+
+
 MODEL_PROBES = (
     probe_model_source_padding_invariance,
     probe_model_decoder_causality,
@@ -109,4 +139,6 @@ MODEL_PROBES = (
 def run_model_probes(module, overrides: Optional[Dict] = None, model=None) -> List[ProbeResult]:
     """Build a small model with ``module.build_model`` (unless given) and run every probe."""
     model = model if model is not None else build_small_model(module, overrides)
-    return [probe(model) for probe in MODEL_PROBES]
+    results = [probe(model) for probe in MODEL_PROBES]
+    results.append(probe_model_save_load(model, _custom_objects(module)))
+    return results
