@@ -1,4 +1,4 @@
-"""The Keras flavour loaded in this process, and the few tensor helpers the probes need.
+"""The Keras flavour loaded in this process, and the few tensor functions the probes need.
 
 Which Keras is used is decided by the environment before import (see ``runtime.py``):
 ``TF_USE_LEGACY_KERAS=1`` means Keras 2 (``tf_keras``), otherwise Keras 3 on ``KERAS_BACKEND``.

@@ -112,7 +112,7 @@ def test_infer_init_kwargs():
     assert infer_init_kwargs(_Odd, 8, {"colour": 1}) == {"d_model": 8, "n_heads": 2, "colour": 1}
 
 
-def test_result_helpers():
+def test_result_assertions_and_table():
     ok, bad = ProbeResult("p", True, "fine"), ProbeResult("q", False, "broken", mode="explicit")
     assert_passed(ok)
     assert_failed(bad)

@@ -1,4 +1,4 @@
-"""Shared helpers of the runtime verification tests: where the examples come from, and the jobs.
+"""Shared code of the runtime verification tests: where the examples come from, and the jobs.
 
 Kept out of conftest.py so test modules can import them by a name no other conftest shadows.
 """
