@@ -1,7 +1,7 @@
 """The byte-level test that decides whether a file is worth parsing.
 
-Every finding needs some words in the file: a decoder constructs a
-``MultiHeadAttention(...)``; a lazy embedding mask is a ``compute_mask`` with an
+Every finding needs some words in the file: a decoder stores a
+``MultiHeadAttention(...)`` on ``self``; a lazy embedding mask is a ``compute_mask`` with an
 ``if mask is None: return None`` guard in its body; a standalone mask factory
 is a function of two parameters that builds its look-ahead mask with a
 triangle op and returns three masks on one line.
@@ -17,17 +17,26 @@ LAZY = b"compute_mask"
 TRIANGLES = (b"band_part", b"tril(", b"triu(")
 NEEDLES = (DECODER, LAZY, *TRIANGLES)
 
-_DECODER = re.compile(rb"MultiHeadAttention\s*\(")
+# ``self.x = MultiHeadAttention(...)``, also inside a list or a comprehension
+_DECODER = re.compile(rb"self\.\w+\s*(?::[^=\n]+)?=\s*(?:[\[(][^=]{0,200}?)?[\w.]*MultiHeadAttention\s*\(")
 # ``def compute_mask(self, inputs, mask...):`` with ``if mask is None: return None`` in its body
 _GUARD = re.compile(
     rb"def\s+compute_mask\s*\(\s*\w+\s*,\s*\w+\s*,\s*(\w+)[^)]*\)[^:\n]*:"
     rb"(?:(?!\n[ \t]*(?:def|class)\s)[\s\S])*?"
     rb"\bif\s+\1\s+is\s+None\s*:\s*(?:#[^\n]*)?(?:\r?\n\s*)?return\s+None\b"
 )
-# a function of two parameters (after an optional self) ...
-_TWO_PARAMS = re.compile(rb"def\s+\w+\s*\(\s*(?:self\s*,\s*)?[^,()*]+,[^,()*]+\)\s*(?:->[^:\n]+)?:")
+# a function of two parameters (after an optional self), with its indented body ...
+_TWO_PARAMS = re.compile(
+    rb"^(?P<ind>[ \t]*)def\s+\w+\s*\(\s*(?:self\s*,\s*)?[^,()*]+,[^,()*]+\)\s*(?:->[^:\n]+)?:[^\n]*\r?\n"
+    rb"(?P<body>(?:(?P=ind)[ \t]+[^\n]*\r?\n|[ \t]*\r?\n)*)",
+    re.M,
+)
 # ... that returns three things on one line
 _TRIPLE = re.compile(rb"^[ \t]*return\b[^\n]*,[^\n]*,", re.M)
+
+
+def _factory_like(raw: bytes) -> bool:
+    return any(_TRIPLE.search(m.group("body")) for m in _TWO_PARAMS.finditer(raw))
 
 
 def might_match(raw: bytes, notebook: bool = False) -> bool:
@@ -38,5 +47,4 @@ def might_match(raw: bytes, notebook: bool = False) -> bool:
         return any(n in raw for n in NEEDLES)
     if LAZY in raw and _GUARD.search(raw):
         return True
-    return (any(n in raw for n in TRIANGLES) and _TRIPLE.search(raw) is not None
-            and _TWO_PARAMS.search(raw) is not None)
+    return any(n in raw for n in TRIANGLES) and _TRIPLE.search(raw) is not None and _factory_like(raw)

@@ -202,10 +202,11 @@ def _factory_shape(fn, helpers) -> bool:
     if len(params) != 2:
         return False
     nodes = list(ast.walk(fn))
-    triples = [n.value for n in nodes
-               if isinstance(n, ast.Return) and isinstance(n.value, ast.Tuple) and len(n.value.elts) == 3]
-    if not triples:
+    returns = [n.value for n in nodes if isinstance(n, ast.Return) and n.value is not None]
+    # factories.find_factories: exactly one value returned, a 3-tuple
+    if len(returns) != 1 or not (isinstance(returns[0], ast.Tuple) and len(returns[0].elts) == 3):
         return False
+    triples = returns
     bindings = _bindings(nodes)
     return any(
         params[0] in _reachable_names(t.elts[0], bindings)  # the first mask comes from the source

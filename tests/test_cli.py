@@ -53,7 +53,7 @@ def test_exit_zero_and_quiet(tree, capsys):
 
 
 def test_unreadable_file_is_reported_and_others_still_checked(tree, capsys):
-    (tree / "pkg" / "broken.py").write_text("import keras\nclass MultiHeadAttention(:\n")
+    (tree / "pkg" / "broken.py").write_text("import keras\nclass Decoder(:\n    self.attn = MultiHeadAttention(2)\n")
     (tree / "pkg" / "binary.py").write_bytes(b"\x00\x01\x02MultiHeadAttention")
     code, out, err = run(["check", str(tree)], capsys)
     assert code == 2

@@ -115,7 +115,7 @@ def messy(tmp_path):
         expect[tree / "owned.py"] = golden("raw_mask")
 
     # files that cannot be handled
-    (tree / "py2.py").write_bytes(b"import keras\nprint 'building', MultiHeadAttention(2)\nexec 'x'\n")
+    (tree / "py2.py").write_bytes(b"import keras\nprint 'building'\nself.attn = MultiHeadAttention(2)\nexec 'x'\n")
     errors[tree / "py2.py"] = "cannot parse: syntax error at line 2, column 1: Missing parentheses"
     (tree / "noise.py").write_bytes(random.Random(7).randbytes(4096) + b"MultiHeadAttention")
     errors[tree / "noise.py"] = "binary content"
