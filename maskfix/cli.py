@@ -309,6 +309,9 @@ def cmd_rewrite(args) -> int:
         for d in diags:
             prefix = "fixed" if d.fixable else "needs manual work"
             print(f"{d.location()}: {d.code} {d.message} ({prefix})")
+        for key, outcome in sorted(run.outcomes.items()):
+            for note in dict.fromkeys(outcome.notes) if outcome.new_source is not None else ():
+                print(f"{run.inputs[key].display}: encoder_padding_mask threaded: {note}")
     _report_errors(run)
     if not args.quiet:
         verb = "Would fix" if args.diff else "Fixed"

@@ -27,7 +27,6 @@ from .factories import factory_problems
 from .rewrite import CallSitePlanner, Edits, _Style, apply, plan_eager_mask, plan_layer
 
 
-
 @dataclass
 class Finding:
     code: str
@@ -118,18 +117,15 @@ def _run(sources: Dict[str, str], fix: bool) -> Dict[str, Outcome]:
     fixing = set()  # ids of decoders that will be rewritten
     for u in units:
         out = outcomes[u.key] = Outcome(decoders=[d.name for d in u.facts.decoders])
-        for code, node, message, _ in u.factory_problems:
+        # (code, key for `fixing`, node to report at, message)
+        simple = [(code, id(node), node, message) for code, node, message, _ in u.factory_problems]
+        simple += [("MF007", id(lazy), lazy.guard, lazy.reason()) for lazy in u.facts.lazy_masks]
+        for code, key, node, message in simple:
             view = views.setdefault(u.key, _View(u))
             if not view.suppressed(code, node):
                 line, col = view.where(node)
                 out.findings.append(Finding(code, message, line, col, fixable=True))
-                fixing.add((id(node), code))
-        for lazy in u.facts.lazy_masks:
-            view = views.setdefault(u.key, _View(u))
-            if not view.suppressed("MF007", lazy.guard, lazy.fn):
-                line, col = view.where(lazy.guard)
-                out.findings.append(Finding("MF007", lazy.reason(), line, col, fixable=True))
-                fixing.add((id(lazy), "MF007"))
+                fixing.add((key, code))
         for dec in u.facts.decoders:
             for finding in _judge(dec, views[u.key], sites_of.get(id(dec), [])):
                 out.findings.append(finding)

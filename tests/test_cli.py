@@ -84,6 +84,7 @@ def test_rewrite_fixes_in_place_then_nothing_left(tree, capsys):
     os.chmod(target, 0o640)
     code, out, err = run(["rewrite", str(tree)], capsys)
     assert code == 1 and "(fixed)" in out
+    assert f"{target}: encoder_padding_mask threaded: pad id 0 read from the embedding's compute_mask" in out
     assert target.read_text() == (FIXTURES / "book_tf" / "after.py").read_text()
     assert oct(target.stat().st_mode & 0o777) == oct(0o640)
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]
@@ -175,3 +176,38 @@ def test_linting_does_not_import_keras_or_tensorflow(tree):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_config_extend_exclude_and_select(tree, capsys):
+    shutil.copy(FIXTURES / "unresolved_call_site" / "before.py", tree / "pkg" / "manual.py")
+    (tree / "pyproject.toml").write_text('[tool.maskfix]\nextend-exclude = ["model.py"]\nselect = ["MF002"]\n')
+    code, out, err = run(["check", str(tree)], capsys)
+    assert code == 1
+    assert [l.split(": ")[1].split()[0] for l in out.splitlines()] == ["MF002"]
+    assert "model.py" not in out
+    code, out, err = run(["check", "--select", "MF001", str(tree)], capsys)
+    assert "MF001" in out and "MF002" not in out and "model.py" not in out
+
+
+def test_progress_line_only_on_a_terminal(monkeypatch):
+    from maskfix import cli
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    clock = iter([0.0, 1.0, 2.0, 3.0])
+    monkeypatch.setattr(cli.time, "monotonic", lambda: next(clock))
+    monkeypatch.delenv("CI", raising=False)
+    fake = Tty()
+    monkeypatch.setattr(sys, "stderr", fake)
+    progress = cli._Progress(enabled=True)
+    progress.tick(10)
+    progress.done()
+    assert "maskfix: 10 files read" in fake.getvalue() and fake.getvalue().endswith("\r\x1b[K")
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a pipe: nothing
+    assert not cli._Progress(enabled=True).enabled
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setattr(sys, "stderr", Tty())
+    assert not cli._Progress(enabled=True).enabled
