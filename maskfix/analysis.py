@@ -365,7 +365,6 @@ class _Scope:
     def __init__(self, fn: cst.FunctionDef):
         self.params = set(_param_names(fn))
         self.assigns: Dict[str, List[cst.BaseExpression]] = {}
-        self.opaque: Set[str] = set()  # bound by unpacking, loops, with, ...
         for node in iter_nodes(fn.body, (cst.Assign, cst.AnnAssign, cst.AugAssign, cst.For, cst.WithItem, cst.NamedExpr)):
             if isinstance(node, cst.Assign):
                 for t in node.targets:
@@ -374,7 +373,7 @@ class _Scope:
                 if node.value is not None:
                     self._bind(node.target, node.value)
             elif isinstance(node, cst.AugAssign):
-                self._bind(node.target, node.value, keep=True)
+                self._bind(node.target, node.value)
             elif isinstance(node, cst.NamedExpr):
                 self._bind(node.target, node.value)
             elif isinstance(node, cst.For):
@@ -382,7 +381,7 @@ class _Scope:
             elif isinstance(node, cst.WithItem) and node.asname is not None:
                 self._bind(node.asname.name, node.item)
 
-    def _bind(self, target, value, keep=False):
+    def _bind(self, target, value):
         if isinstance(target, cst.Name):
             self.assigns.setdefault(target.value, []).append(value)
         elif isinstance(target, (cst.Tuple, cst.List)):

@@ -52,15 +52,6 @@ class Edits:
         return any(vars(self).values())
 
 
-@dataclass
-class Note:
-    """Something the rewrite did or could not do, tied to a node."""
-
-    node: cst.CSTNode
-    code: str
-    message: str
-
-
 # --------------------------------------------------------------------------
 # code generation helpers
 
