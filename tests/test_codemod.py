@@ -83,10 +83,9 @@ def assert_fixed(tree, proc):
     assert "Transformed 1 files successfully" in proc.stderr and "Skipped 1 files" in proc.stderr
 
 
-def test_libcst_tool_with_external_command(tree):
-    proc = libcst_tool(
-        "codemod", "--no-format", "--hide-progress", "-x", "maskfix.codemod.FixCrossAttentionMask", ".", cwd=tree
-    )
+@pytest.mark.parametrize("command", ["maskfix.FixCrossAttentionMask", "maskfix.codemod.FixCrossAttentionMask"])
+def test_libcst_tool_with_external_command(tree, command):
+    proc = libcst_tool("codemod", "--no-format", "--hide-progress", "-x", command, ".", cwd=tree)
     assert_fixed(tree, proc)
 
 
