@@ -231,7 +231,8 @@ def module_dialect(module: cst.Module) -> Dialect:
         else:
             mod = dotted(node.module) if node.module else ""
             mod = mod or ""
-            if mod.startswith("tensorflow") or mod.startswith("tf_keras") or "_tf_keras" in mod:
+            # keras._tf_keras is Keras 3's tf.keras surface, not the legacy package
+            if mod.startswith("tensorflow") or mod.startswith("tf_keras"):
                 tf_keras = True
             elif mod == "keras" or mod.startswith("keras."):
                 keras3 = True

@@ -29,6 +29,8 @@ CASES = {
     "raw_mask": ("Decoder", {}, []),
     "unresolved_call_site": ("Dec", {}, []),
     "comment_dense": ("Decoder", {}, []),
+    "dialect_tf_keras_package": ("Decoder", {}, []),
+    "dialect_keras_tf_keras": ("Decoder", {}, []),
     "fam_causal_flag_default": ("Decoder", {}, ["implicit"]),  # no mask parameter
     "kerasio_keras3": ("TransformerDecoder", {}, []),
     "fam_causal_flag_call": ("DecoderLayer", {}, ["implicit"]),  # no mask parameter
