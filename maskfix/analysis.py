@@ -284,6 +284,7 @@ class DecoderClass:
     mask_param: Optional[str]  # the parameter Keras fills with the mask
     flow: "_Flow" = field(repr=False, default=None)
     causal_flag: bool = False  # use_causal_mask switched on for the cross-attention (MF003)
+    functional: bool = False  # built as a functional model from its own Inputs: reported, not rewritten
 
     @property
     def mask_bug(self) -> bool:
@@ -299,8 +300,9 @@ class DecoderClass:
         return self.params.index(self.enc_param)
 
     def flag_reason(self) -> str:
+        where = self.name if self.name == self.call.name.value else f"{self.name}.{self.call.name.value}"
         return (
-            f"cross-attention over `{self.enc_param}` in {self.name}.{self.call.name.value} "
+            f"cross-attention over `{self.enc_param}` in {where} "
             "is causal (use_causal_mask): it hides later encoder positions; only self-attention is causal"
         )
 
@@ -311,8 +313,9 @@ class DecoderClass:
         if CAUSAL in self.labels:
             parts.append("a causal mask")
         what = " and ".join(parts)
+        where = self.name if self.name == self.call.name.value else f"{self.name}.{self.call.name.value}"
         return (
-            f"cross-attention over `{self.enc_param}` in {self.name}.{self.call.name.value} "
+            f"cross-attention over `{self.enc_param}` in {where} "
             f"is masked with {what}; it needs the encoder's padding mask"
         )
 
@@ -698,6 +701,12 @@ def analyze_module(module: cst.Module) -> ModuleFacts:
             if found is not None:
                 facts.decoders.append(found)
                 break
+    for fn in iter_nodes(module, cst.FunctionDef):
+        # a function or method that builds the decoder as a small functional model
+        if _functional_inputs(fn) and not any(d.call is fn for d in facts.decoders):
+            found = _decoder_in_method(None, fn, set(), {}, module_funcs, dialect)
+            if found is not None and found.functional:
+                facts.decoders.append(found)
     return facts
 
 
@@ -766,16 +775,42 @@ def _pad_id(fn: cst.FunctionDef) -> Optional[int]:
     return None
 
 
-def _decoder_in_method(cls, fn, attrs, methods, module_funcs, dialect) -> Optional[DecoderClass]:
-    calls = []
+def _mha_calls(fn: cst.FunctionDef, attrs: Set[str], runtime: str) -> List[AttentionCall]:
+    """Attention applications in ``fn``: ``self.attn(...)``, ``MultiHeadAttention(...)(...)``,
+    or a local name bound to a new MultiHeadAttention."""
+    local = set()
+    for node in iter_nodes(fn.body, cst.Assign):
+        if isinstance(node.value, cst.Call) and last_name(node.value.func) == "MultiHeadAttention":
+            local |= {t.target.value for t in node.targets if isinstance(t.target, cst.Name)}
+    out = []
     for call in iter_calls(fn.body):
-        attr = self_attr(call.func)
-        if attr in attrs:
-            calls.append(_bind_attention_args(call, dialect.runtime))
+        func = call.func
+        if (self_attr(func) in attrs
+                or (isinstance(func, cst.Call) and last_name(func.func) == "MultiHeadAttention")
+                or (isinstance(func, cst.Name) and func.value in local)):
+            out.append(_bind_attention_args(call, runtime))
+    return out
+
+
+def _functional_inputs(fn: cst.FunctionDef) -> List[str]:
+    """Names bound to ``keras.Input(...)`` in ``fn``: the tensors a functional builder starts from."""
+    names = []
+    for node in iter_nodes(fn.body, cst.Assign):
+        if isinstance(node.value, cst.Call) and last_name(node.value.func) == "Input":
+            names += [t.target.value for t in node.targets if isinstance(t.target, cst.Name)]
+    return names
+
+
+def _decoder_in_method(cls, fn, attrs, methods, module_funcs, dialect) -> Optional[DecoderClass]:
+    calls = _mha_calls(fn, attrs, dialect.runtime)
     if not calls:
         return None
     scope = _Scope(fn)
     params = _param_names(fn)
+    inputs = _functional_inputs(fn)
+    if inputs:  # a functional builder: its Inputs play the parameters' part
+        params = params + [n for n in inputs if n not in params]
+        scope.params |= set(inputs)
     self_attn = None
     cross = None
     for ac in calls:
@@ -803,7 +838,7 @@ def _decoder_in_method(cls, fn, attrs, methods, module_funcs, dialect) -> Option
     if mask_param is not None and params.index(dec) > params.index(enc):
         # tf.keras fills ``mask`` from the first argument: here the encoder's.
         mask_param = None
-    flow = _Flow(methods, fn, dec, enc, mask_param, module_funcs, _self_assignments(cls))
+    flow = _Flow(methods, fn, dec, enc, mask_param, module_funcs, _self_assignments(cls) if cls is not None else {})
     labels: Set[str] = set()
     if ac.mask_arg is not None:
         labels = flow.labels(ac.mask_arg.value)
@@ -811,8 +846,9 @@ def _decoder_in_method(cls, fn, attrs, methods, module_funcs, dialect) -> Option
     if not (labels & {CAUSAL, DEC_MASK}) and not flag:
         return None
     return DecoderClass(
-        node=cls,
-        name=cls.name.value,
+        node=cls if cls is not None else fn,
+        name=cls.name.value if cls is not None else fn.name.value,
+        functional=bool(inputs),
         call=fn,
         params=params,
         dec_param=dec,

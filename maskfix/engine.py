@@ -106,8 +106,9 @@ def _run(sources: Dict[str, str], fix: bool) -> Dict[str, Outcome]:
     sites_by_unit = {}
     sites_of: Dict[int, list] = {}
     for u in units:
-        visible = list(u.facts.decoders)
-        visible += [d for name, d in exported.items() if name in u.imported and d not in visible]
+        visible = [d for d in u.facts.decoders if not d.functional]
+        visible += [d for name, d in exported.items()
+                    if name in u.imported and d not in visible and not d.functional]
         sites = find_call_sites(u.module, visible) if visible else []
         sites_by_unit[u.key] = sites
         for s in sites:
@@ -189,7 +190,10 @@ def _judge(dec: DecoderClass, view: _View, all_sites) -> List[Finding]:
     if all_sites and len(only) == len(all_sites):
         return []  # a text generator: with one tensor twice the causal mask is needed
     blocked = ""
-    if only:
+    if dec.functional:
+        blocked = (" (not rewritten: the decoder is built as a functional model; give it an encoder "
+                   "padding mask Input and build the cross-attention mask from that)")
+    elif only:
         unit, site = next((u, s) for u, s in all_sites if s.decoder_only)
         blocked = (f" (not rewritten: {dec.name} is also called with one tensor twice, "
                    f"decoder-only, in {unit.key} at line {_line_of(unit, site.call)})")

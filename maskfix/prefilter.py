@@ -1,7 +1,8 @@
 """The byte-level test that decides whether a file is worth parsing.
 
 Every finding needs some words in the file: a decoder stores a
-``MultiHeadAttention(...)`` on ``self``; a lazy embedding mask is a ``compute_mask`` with an
+``MultiHeadAttention(...)`` on ``self`` (or, built as a functional model, creates
+one next to ``Input``s); a lazy embedding mask is a ``compute_mask`` with an
 ``if mask is None: return None`` guard in its body; a standalone mask factory
 is a function of two parameters that builds its look-ahead mask with a
 triangle op and returns three masks on one line.
@@ -20,6 +21,8 @@ NEEDLES = (DECODER, LAZY, *TRIANGLES)
 # ``self.x = MultiHeadAttention(...)``, also inside a list or a comprehension
 _DECODER = re.compile(rb"self\.\w+\s*(?::[^=\n]+)?=\s*(?:[\[(][^=]{0,200}?)?[\w.]*MultiHeadAttention\s*\(")
 # ``def compute_mask(self, inputs, mask...):`` with ``if mask is None: return None`` in its body
+# a decoder built as a functional model applies a new MultiHeadAttention next to Inputs
+_BUILT = re.compile(rb"MultiHeadAttention\s*\(")
 _GUARD = re.compile(
     rb"def\s+compute_mask\s*\(\s*\w+\s*,\s*\w+\s*,\s*(\w+)[^)]*\)[^:\n]*:"
     rb"(?:(?!\n[ \t]*(?:def|class)\s)[\s\S])*?"
@@ -41,7 +44,7 @@ def _factory_like(raw: bytes) -> bool:
 
 def might_match(raw: bytes, notebook: bool = False) -> bool:
     """False only when no maskfix finding can exist in ``raw``."""
-    if DECODER in raw and _DECODER.search(raw):
+    if DECODER in raw and (_DECODER.search(raw) or (b"Input" in raw and _BUILT.search(raw))):
         return True
     if notebook:
         return any(n in raw for n in NEEDLES)

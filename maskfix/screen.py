@@ -11,7 +11,9 @@ would be fragile:
   ``MultiHeadAttention(...)`` in ``self.X`` (or ``self.X[i]``) and has a method
   with two or more parameters that calls ``self.X`` with a query, a value, and
   a mask (``attention_mask=``, a 4th positional) or ``use_causal_mask=``;
-  Query and value must differ, or no key can come from the encoder;
+  Query and value must differ, or no key can come from the encoder.  A
+  function that builds a functional decoder from ``Input``s needs such a call
+  of any attention layer;
 - a lazy embedding mask (MF007, analysis._lazy_mask): a ``compute_mask``
   method with ``if <mask> is None:`` directly in its body and a ``return``
   that uses its first parameter;
@@ -59,7 +61,7 @@ def worth_parsing(source: str) -> bool:
         if isinstance(node, ast.ClassDef):
             if (_spans(node, mha) and _decoder_shape(node)) or (_spans(node, compute_mask) and _lazy_mask_shape(node)):
                 return True
-        elif _factory_shape(node, helpers):
+        elif _factory_shape(node, helpers) or (_spans(node, mha) and _functional_decoder_shape(node)):
             return True
     return False
 
@@ -140,6 +142,15 @@ def _decoder_shape(cls: ast.ClassDef) -> bool:
             if isinstance(call, ast.Call) and _self_attr(call.func) in attrs and _attention_call(call):
                 return True
     return False
+
+
+def _functional_decoder_shape(fn) -> bool:
+    """A builder of a functional decoder (analysis._functional_inputs): ``Input``s and an
+    attention applied with a query, a different value and a mask."""
+    nodes = list(ast.walk(fn))
+    if not any(isinstance(n, ast.Call) and _last_name(n.func) == "Input" for n in nodes):
+        return False
+    return any(isinstance(n, ast.Call) and _attention_call(n) for n in nodes)
 
 
 def _attention_call(call: ast.Call) -> bool:
