@@ -28,6 +28,7 @@ from .analysis import (
     names_in,
     positional_args,
 )
+from . import layout
 from .trace import Body, index_bodies, layer_instances, trace_root
 
 NEW_PARAM = "encoder_padding_mask"
@@ -480,34 +481,62 @@ def _insert_elements(elements: Sequence[cst.Element], inserts: List[Tuple[int, c
 
 
 class _Apply(cst.CSTTransformer):
-    def __init__(self, edits: Edits):
+    """Applies ``Edits``; lines the edits lengthen are wrapped to the file's width."""
+
+    def __init__(self, edits: Edits, module: cst.Module):
         super().__init__()
         self.e = edits
+        self.module = module
+        self.unit = module.default_indent
+        self.limit = layout.width_limit(module.code)
+        self.indents: List[int] = [0]
+        self.changed: Set[int] = set()  # ids of updated nodes the edits touched
+        self.calls: List[List[cst.Call]] = []  # per statement: edited calls, innermost first
+
+    def visit_IndentedBlock(self, node):
+        self.indents.append(self.indents[-1] + len(node.indent if node.indent is not None else self.unit))
+
+    def leave_IndentedBlock(self, original, updated):
+        self.indents.pop()
+        return updated
 
     def on_leave(self, original, updated):
         updated = super().on_leave(original, updated)
         rep = self.e.replace.get(id(original))
         if rep is not None and not isinstance(updated, cst.FlattenSentinel):
             if isinstance(updated, cst.BaseExpression) and isinstance(rep, cst.BaseExpression):
-                return rep.with_changes(lpar=updated.lpar, rpar=updated.rpar) if hasattr(rep, "lpar") else rep
+                rep = rep.with_changes(lpar=updated.lpar, rpar=updated.rpar) if hasattr(rep, "lpar") else rep
+            self.changed.add(id(rep))
             return rep
         return updated
 
+    def _mark(self, node):
+        self.changed.add(id(node))
+        return node
+
     def leave_Call(self, original, updated):
+        edited = any(id(a.value) in self.changed for a in updated.args)
         if self.e.remove_args and any(id(a) in self.e.remove_args for a in original.args):
             updated = updated.with_changes(args=_without(original.args, updated.args, self.e.remove_args))
+            edited = True
         new = self.e.add_args.get(id(original))
         if new:
-            return updated.with_changes(args=_with_comma_like(updated.args, new))
+            updated = updated.with_changes(args=_with_comma_like(updated.args, new))
+            edited = True
+        if edited and self.calls:
+            self.calls[-1].append(self._mark(updated))
         return updated
 
     def leave_List(self, original, updated):
         ins = self.e.add_elements.get(id(original))
-        return updated.with_changes(elements=_insert_elements(updated.elements, ins)) if ins else updated
+        return self._mark(updated.with_changes(elements=_insert_elements(updated.elements, ins))) if ins else updated
 
     def leave_Tuple(self, original, updated):
         ins = self.e.add_elements.get(id(original))
-        return updated.with_changes(elements=_insert_elements(updated.elements, ins)) if ins else updated
+        return self._mark(updated.with_changes(elements=_insert_elements(updated.elements, ins))) if ins else updated
+
+    def visit_SimpleStatementLine(self, node):
+        self.calls.append([])
 
     def leave_If(self, original, updated):
         if id(original) in self.e.replace_statement:
@@ -520,8 +549,12 @@ class _Apply(cst.CSTTransformer):
         return updated.with_changes(orelse=orelse) if orelse is not None else updated
 
     def leave_SimpleStatementLine(self, original, updated):
-        before = self.e.insert_before.get(id(original), [])
-        after = self.e.insert_after.get(id(original), [])
+        edited = self.calls.pop()
+        indent = self.indents[-1]
+        if edited:
+            updated = layout.fit_statement(updated, edited[-1], indent, self.unit, self.limit, self.module)
+        before = [self._fit(s, indent) for s in self.e.insert_before.get(id(original), [])]
+        after = [self._fit(s, indent) for s in self.e.insert_after.get(id(original), [])]
         if not before and not after:
             return updated
         if before:
@@ -530,12 +563,18 @@ class _Apply(cst.CSTTransformer):
             updated = updated.with_changes(leading_lines=())
         return cst.FlattenSentinel([*before, updated, *after])
 
+    def _fit(self, stmt, indent):
+        return layout.fit_new(stmt, indent, self.unit, self.limit, self.module)
+
     def leave_FunctionDef(self, original, updated):
         name = self.e.add_param.get(id(original))
         if name:
             updated = updated.with_changes(params=_add_param(updated.params, name))
+            updated = layout.fit_def(updated, self.indents[-1], self.unit, self.limit, self.module)
         pre = self.e.prepend.get(id(original))
         if pre and isinstance(updated.body, cst.IndentedBlock):
+            body_indent = self.indents[-1] + len(updated.body.indent if updated.body.indent is not None else self.unit)
+            pre = [self._fit(s, body_indent) for s in pre]
             body = list(updated.body.body)
             at = 1 if body and _is_docstring(body[0]) else 0
             updated = updated.with_changes(body=updated.body.with_changes(body=body[:at] + pre + body[at:]))
@@ -578,4 +617,4 @@ def _comma_after(node) -> Union[cst.Comma, cst.MaybeSentinel]:
 
 
 def apply(module: cst.Module, edits: Edits) -> cst.Module:
-    return module.visit(_Apply(edits)) if edits else module
+    return module.visit(_Apply(edits, module)) if edits else module
