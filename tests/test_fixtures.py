@@ -8,6 +8,7 @@ import libcst as cst
 import pytest
 
 from maskfix import engine
+from maskfix.layout import width_limit
 from maskfix.prefilter import might_match
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -157,3 +158,20 @@ def test_rewritten_layer_keeps_its_constructor_and_config():
     names = [n.name.value for n in module.body if isinstance(n, cst.ClassDef)]
     assert names == ["PositionalEmbedding", "TransformerEncoder", "TransformerDecoder"]
     assert after.count("def get_config") == read("kerasio_keras3", "before.py").count("def get_config")
+
+
+@pytest.mark.parametrize("variant", FIXED)
+def test_new_lines_fit_the_files_width(variant):
+    before = read(variant, "before.py")
+    limit = width_limit(before)
+    old = set(before.splitlines())
+    for line in read(variant, "after.py").splitlines():
+        if line not in old:
+            assert len(line) <= limit, line
+
+
+def test_width_ignores_prose_and_a_few_long_lines():
+    code = "x = 1\n" * 100
+    assert width_limit(code + "# " + "y" * 150 + "\n" + '"""' + "z" * 150 + '"""\n') == 88
+    wide = "".join(f"value_{i} = call({', '.join(['argument'] * 12)})\n" for i in range(10))
+    assert width_limit(code + wide) == max(len(l) for l in wide.splitlines())
