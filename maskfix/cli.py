@@ -254,10 +254,16 @@ def _plural(n: int, word: str) -> str:
 
 
 def cmd_check(args) -> int:
-    run = _collect(args, fix=False)
+    with_edits = args.format == "json"  # JSON carries each file's fix as a diff; nothing is written
+    run = _collect(args, fix=with_edits)
     diags = _diagnostics(run, _select(args))
+    fixes = {}
+    if with_edits:
+        for key, outcome in run.outcomes.items():
+            if outcome.new_source is not None:
+                fixes[run.inputs[key].display] = _unified(run.inputs[key], outcome.new_source)
     if diags or args.format != "text":
-        sys.stdout.write(render(args.format, diags))
+        sys.stdout.write(render(args.format, diags, fixes=fixes))
     _report_errors(run)
     if not args.quiet:
         fixable = sum(d.fixable for d in diags)

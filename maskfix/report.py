@@ -112,5 +112,8 @@ def sarif(diags: Sequence[Diagnostic]) -> str:
 FORMATS = {"text": text, "json": as_json, "sarif": sarif, "github": github}
 
 
-def render(fmt: str, diags: List[Diagnostic]) -> str:
+def render(fmt: str, diags: List[Diagnostic], fixes: Optional[dict] = None) -> str:
+    """``fixes`` (path -> unified diff) is used by the JSON format."""
+    if fmt == "json":
+        return as_json(diags, fixes)
     return FORMATS[fmt](diags)

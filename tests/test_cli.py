@@ -117,6 +117,10 @@ def test_json_format(tree, capsys):
     (item,) = json.loads(out)
     assert item["code"] == "MF001" and item["location"] == {"row": 93, "column": 13}
     assert item["fix"]["applicability"] == "safe"
+    diff = item["fix"]["diff"]
+    assert diff.startswith(f"--- a/{tree / 'pkg' / 'model.py'}")
+    assert "+            attention_mask=cross_attention_mask," in diff
+    assert (tree / "pkg" / "model.py").read_text() == (FIXTURES / "book_tf" / "before.py").read_text()
 
 
 def test_sarif_format_is_2_1_0(tree, capsys):
