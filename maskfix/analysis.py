@@ -291,14 +291,6 @@ class DecoderClass:
         """MF001: the explicit mask comes from the decoder side."""
         return bool(self.labels & {CAUSAL, DEC_MASK})
 
-    @property
-    def dec_index(self) -> int:
-        return self.params.index(self.dec_param)
-
-    @property
-    def enc_index(self) -> int:
-        return self.params.index(self.enc_param)
-
     def flag_reason(self) -> str:
         where = self.name if self.name == self.call.name.value else f"{self.name}.{self.call.name.value}"
         return (
@@ -658,7 +650,6 @@ class ModuleFacts:
     dialect: Dialect
     decoders: List[DecoderClass] = field(default_factory=list)
     pad_id: Optional[int] = None  # read from an embedding's compute_mask
-    layer_classes: Set[str] = field(default_factory=set)
     embedding_classes: Set[str] = field(default_factory=set)  # local layers with compute_mask
     lazy_masks: List["LazyMask"] = field(default_factory=list)  # MF007
 
@@ -681,7 +672,6 @@ def analyze_module(module: cst.Module) -> ModuleFacts:
             if c.name.value not in layer_names and _is_layer_class(c, layer_names):
                 layer_names.add(c.name.value)
                 changed = True
-    facts.layer_classes = layer_names
     for cls in classes:
         if cls.name.value not in layer_names:
             continue
