@@ -19,10 +19,16 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import __version__
 from .config import load_config
-from .files import FileError, SourceFile, decode_python, discover, read_bytes, write_atomic
+from .files import (
+    FileError,
+    SourceFile,
+    decode_python,
+    discover,
+    read_bytes,
+    write_atomic,
+)
 from .prefilter import might_match
 from .report import FORMATS, Diagnostic, render
-
 
 
 @dataclass

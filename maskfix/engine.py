@@ -19,12 +19,11 @@ from .analysis import (
     ModuleFacts,
     analyze_module,
     find_call_sites,
-    forget_trees,
-    index_tree,
     suppressed,
 )
 from .factories import factory_problems
 from .rewrite import CallSitePlanner, Edits, _Style, apply, plan_eager_mask, plan_layer
+from .syntax import forget_trees, index_tree
 
 
 @dataclass

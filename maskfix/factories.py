@@ -19,14 +19,8 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import libcst as cst
 
-from .analysis import (
-    CAUSAL,
-    DEC,
-    ENC,
-    _Flow,
-    _Scope,
-    _param_names,
-    _roots,
+from .analysis import CAUSAL, DEC, ENC, _Flow, _param_names, _roots, _Scope
+from .syntax import (
     iter_calls,
     iter_nodes,
     last_name,

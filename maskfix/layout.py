@@ -13,6 +13,7 @@ from typing import Optional
 
 import libcst as cst
 
+
 def width_limit(source: str) -> int:
     """88 columns, unless the file's own code often runs longer (then its longest code line).
 

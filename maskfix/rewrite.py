@@ -14,21 +14,17 @@ from typing import Dict, List, Sequence, Set, Tuple, Union
 
 import libcst as cst
 
+from . import layout
 from .analysis import (
     CAUSAL,
     DEC_MASK,
-    DecoderClass,
     CallSite,
+    DecoderClass,
     ModuleFacts,
-    _Flow,
     _expansion_side,
-    iter_nodes,
-    keyword_arg,
-    last_name,
-    names_in,
-    positional_args,
+    _Flow,
 )
-from . import layout
+from .syntax import iter_nodes, keyword_arg, last_name, names_in, positional_args
 from .trace import Body, index_bodies, layer_instances, trace_root
 
 NEW_PARAM = "encoder_padding_mask"

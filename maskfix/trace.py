@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Tuple
 
 import libcst as cst
 
-from .analysis import iter_nodes, keyword_arg, last_name, positional_args, self_attr
+from .syntax import iter_nodes, keyword_arg, last_name, positional_args, self_attr
 
 
 @dataclass

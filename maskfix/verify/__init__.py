@@ -3,7 +3,12 @@
 Keras is imported lazily inside the functions, so this package imports without it. Probes run
 in a subprocess whose environment selects the Keras runtime (see ``runtime.py``).
 """
-from maskfix.verify.results import ProbeResult, assert_all_passed, assert_failed, assert_passed
+from maskfix.verify.results import (
+    ProbeResult,
+    assert_all_passed,
+    assert_failed,
+    assert_passed,
+)
 
 __all__ = [
     "ProbeResult",
