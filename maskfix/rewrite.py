@@ -221,20 +221,18 @@ def _retarget_self_attention(dec: DecoderClass, flow: _Flow, style: _Style, edit
 
 
 def _set_before(body: cst.IndentedBlock, stop: cst.If, name: str, value: str) -> bool:
-    """Whether ``name = value`` runs unconditionally before ``stop``."""
+    """Whether the last top-level assignment to ``name`` before ``stop`` is ``name = value``."""
+    last = None
     for stmt in body.body:
         if stmt is stop:
-            return False
+            break
         if isinstance(stmt, cst.SimpleStatementLine):
             for small in stmt.body:
                 if (isinstance(small, cst.Assign) and len(small.targets) == 1
                         and isinstance(small.targets[0].target, cst.Name)
                         and small.targets[0].target.value == name):
-                    found = isinstance(small.value, cst.Name) and small.value.value == value
-                    if not found:
-                        return False
-                    return True
-    return False
+                    last = small.value
+    return isinstance(last, cst.Name) and last.value == value
 
 
 def _is_none_or(node: cst.CSTNode, mask: str) -> bool:
