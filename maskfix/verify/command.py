@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import ast
 import sys
+import tempfile
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
@@ -41,6 +42,8 @@ def run_verify(
     """Probe the decoder layer class defined in ``path``; print what ran and a table."""
     out = out or sys.stdout
     file = Path(path)
+    if file.suffix == ".ipynb":
+        return _verify_notebook(file, layer, backend, init, modes, out)
     try:
         source = file.read_text()
         runtime = detect_runtime(source, backend)
@@ -83,6 +86,23 @@ def run_verify(
     failed = [r for r in results if not r.passed]
     print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed", file=out)
     return EXIT_PROBE_FAILED if failed else EXIT_OK
+
+
+def _verify_notebook(file: Path, layer, backend, init, modes, out) -> int:
+    """A notebook's code cells, as one program, probed like a file (IPython lines never run)."""
+    from maskfix.notebook import Notebook, NotebookError
+
+    try:
+        source = Notebook.parse(file.read_bytes()).source
+    except (OSError, NotebookError) as exc:
+        print(f"maskfix verify: cannot verify {file}: {exc}", file=out)
+        return EXIT_CANNOT_RUN
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / f"{file.stem}.py"
+        script.write_text(source)
+        print(f"Notebook {file}: its code cells joined into one program; IPython magics and "
+              "shell lines are left out", file=out)
+        return run_verify(str(script), layer, backend=backend, init=init, modes=modes, out=out)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
