@@ -186,26 +186,51 @@ def _screen_chunk(paths: List[Path]) -> List[Tuple[str, object]]:
 
 
 def _screen_all(found, jobs: int):
-    """Yield ``(path, discovery problem, screen result)`` in discovery order, on ``jobs`` processes."""
-    found = list(found)
-    paths = [p for p, problem in found if not problem]
-    jobs = jobs or _cpu_count()
-    results: Iterator = iter(())
-    if jobs > 1 and len(paths) >= PARALLEL_MIN_FILES:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    """Yield ``(path, discovery problem, screen result)`` in discovery order, on ``jobs`` processes.
 
-        # fork: workers inherit the imported modules, so they start in milliseconds.
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("fork" if "fork" in methods else None)
-        size = max(16, min(256, len(paths) // (jobs * 8)))
-        chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
-        executor = ProcessPoolExecutor(max_workers=min(jobs, len(chunks)), mp_context=context)
-        with executor:
-            results = (r for chunk in executor.map(_screen_chunk, chunks) for r in chunk)
-            yield from _merge(found, results)
+    Chunks go to the workers while the walk goes on, so discovery overlaps screening.
+    """
+    jobs = jobs or _cpu_count()
+    if jobs <= 1:
+        for path, problem in found:
+            yield path, problem, (("skip", None) if problem else _screen_file(path))
         return
-    yield from _merge(found, map(_screen_file, paths))
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # fork: workers inherit the imported modules, so they start in milliseconds.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    pending = []  # (discovered entries, future or None) in discovery order
+    batch: list = []
+    executor = None
+    size = 64
+
+    def flush():
+        nonlocal executor
+        paths = [p for p, problem in batch if not problem]
+        if executor is None and len(pending) * size < PARALLEL_MIN_FILES and len(paths) < PARALLEL_MIN_FILES:
+            # too little work so far to repay worker start-up: screen here
+            pending.append((list(batch), [_screen_file(p) for p in paths]))
+        else:
+            if executor is None:
+                executor = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+            pending.append((list(batch), executor.submit(_screen_chunk, paths)))
+        batch.clear()
+
+    try:
+        for entry in found:
+            batch.append(entry)
+            if len(batch) >= size:
+                flush()
+        if batch:
+            flush()
+        for entries, results in pending:
+            results = iter(results if isinstance(results, list) else results.result())
+            yield from _merge(entries, results)
+    finally:
+        if executor is not None:
+            executor.shutdown()
 
 
 def _merge(found, results):
