@@ -23,6 +23,7 @@ import libcst as cst
 
 from .syntax import (
     dotted,
+    instance_key,
     is_none,
     iter_calls,
     iter_nodes,
@@ -33,6 +34,7 @@ from .syntax import (
     self_attr,
     span,
 )
+from .trace import index_bodies
 
 # Labels attached to mask expressions by the data-flow walk.
 CAUSAL = "causal"  # built from a lower-triangular pattern over the decoder steps
@@ -778,31 +780,12 @@ def _bind_layer_args(call: cst.Call, dec: DecoderClass):
     return slots.get(dec.dec_param), slots.get(dec.enc_param)
 
 
-class _StatementIndex(cst.CSTVisitor):
-    """Maps every Call to the innermost simple statement containing it."""
-
-    def __init__(self):
-        self.stmt_of: Dict[int, cst.CSTNode] = {}
-        self._stack: List[cst.CSTNode] = []
-
-    def visit_SimpleStatementLine(self, node):
-        self._stack.append(node)
-
-    def leave_SimpleStatementLine(self, node):
-        self._stack.pop()
-
-    def visit_Call(self, node):
-        if self._stack:
-            self.stmt_of[id(node)] = self._stack[-1]
-
-
 def find_call_sites(module: cst.Module, decoders: Sequence[DecoderClass]) -> List[CallSite]:
     """Calls of the given decoder classes anywhere in ``module``."""
     by_name = {d.name: d for d in decoders}
     if not by_name:
         return []
-    index = _StatementIndex()
-    module.visit(index)
+    index = index_bodies(module)
     instances: Dict[str, DecoderClass] = {}  # variable or self-attribute -> class
     for node in iter_nodes(module, (cst.Assign, cst.AnnAssign)):
         value = node.value
@@ -810,7 +793,7 @@ def find_call_sites(module: cst.Module, decoders: Sequence[DecoderClass]) -> Lis
             continue
         targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
         for t in targets:
-            key = _instance_key(t)
+            key = instance_key(t, subscripts=False)
             if key:
                 instances[key] = by_name[last_name(value.func)]
     sites = []
@@ -820,7 +803,7 @@ def find_call_sites(module: cst.Module, decoders: Sequence[DecoderClass]) -> Lis
         if isinstance(func, cst.Call) and last_name(func.func) in by_name:
             dec = by_name[last_name(func.func)]
         else:
-            key = _instance_key(func)
+            key = instance_key(func, subscripts=False)
             if key and key in instances:
                 dec = instances[key]
         if dec is None:
@@ -835,13 +818,6 @@ def find_call_sites(module: cst.Module, decoders: Sequence[DecoderClass]) -> Lis
             has_mask_kwarg=keyword_arg(call, "encoder_padding_mask") is not None,
         ))
     return sites
-
-
-def _instance_key(node: cst.CSTNode) -> Optional[str]:
-    if isinstance(node, cst.Name):
-        return node.value
-    attr = self_attr(node)
-    return f"self.{attr}" if attr and not isinstance(node, cst.Subscript) else None
 
 
 _SUPPRESS = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*))?", re.I)

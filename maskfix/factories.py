@@ -21,6 +21,7 @@ import libcst as cst
 
 from .analysis import CAUSAL, DEC, ENC, _Flow, _param_names, _roots, _Scope
 from .syntax import (
+    instance_key,
     iter_calls,
     iter_nodes,
     last_name,
@@ -259,48 +260,46 @@ def find_swapped_calls(module: cst.Module, factories: List[Factory]) -> List[Swa
     for node in iter_nodes(module, cst.Assign):
         if isinstance(node.value, cst.Call) and last_name(node.value.func) in classes:
             for t in node.targets:
-                key = t.target.value if isinstance(t.target, cst.Name) else (
-                    f"self.{self_attr(t.target)}" if self_attr(t.target) else None)
+                key = instance_key(t.target)
                 if key:
                     instances[key] = last_name(node.value.func)
     out = []
-    for body in (module,):  # names unpacked anywhere in the module
-        unpacked: Dict[str, Tuple[Factory, int]] = {}
-        for node in iter_nodes(body, cst.Assign):
-            value = node.value
-            if not (isinstance(value, cst.Call) and last_name(value.func) in by_name):
-                continue
-            target = node.targets[0].target
-            if isinstance(target, (cst.Tuple, cst.List)) and len(target.elements) == 3:
-                for k, el in enumerate(target.elements):
-                    if isinstance(el.value, cst.Name):
-                        unpacked[el.value.value] = (by_name[last_name(value.func)], k)
-        if not unpacked:
+    # names unpacked from a factory call anywhere in the module
+    unpacked: Dict[str, Tuple[Factory, int]] = {}
+    for node in iter_nodes(module, cst.Assign):
+        value = node.value
+        if not (isinstance(value, cst.Call) and last_name(value.func) in by_name):
             continue
-        for call in iter_nodes(body, cst.Call):
-            func = call.func
-            key = func.value if isinstance(func, cst.Name) else (
-                f"self.{self_attr(func)}" if self_attr(func) else None)
-            cls_name = instances.get(key) if key else None
-            if cls_name is None:
-                continue
-            params = _signature(classes[cls_name])
-            carried = {}
-            arg_of = {}
-            for arg, param in zip(positional_args(call), params):
-                if isinstance(arg.value, cst.Name) and arg.value.value in unpacked:
-                    carried[param] = unpacked[arg.value.value]
-                    arg_of[unpacked[arg.value.value][1]] = arg
-            for a in call.args:
-                if a.keyword is not None and isinstance(a.value, cst.Name) and a.value.value in unpacked:
-                    carried[a.keyword.value] = unpacked[a.value.value]
-                    arg_of[unpacked[a.value.value][1]] = a
-            if len(carried) < 2:
-                continue
-            factory = next(iter(carried.values()))[0]
-            reach = _slots_reaching_cross(cls_name, {p: s for p, (_, s) in carried.items()}, classes)
-            if 1 in reach and 1 in arg_of and 2 in arg_of:
-                out.append(SwappedCall(factory, call, (arg_of[1], arg_of[2])))
+        target = node.targets[0].target
+        if isinstance(target, (cst.Tuple, cst.List)) and len(target.elements) == 3:
+            for k, el in enumerate(target.elements):
+                if isinstance(el.value, cst.Name):
+                    unpacked[el.value.value] = (by_name[last_name(value.func)], k)
+    if not unpacked:
+        return out
+    for call in iter_nodes(module, cst.Call):
+        func = call.func
+        key = instance_key(func)
+        cls_name = instances.get(key) if key else None
+        if cls_name is None:
+            continue
+        params = _signature(classes[cls_name])
+        carried = {}
+        arg_of = {}
+        for arg, param in zip(positional_args(call), params):
+            if isinstance(arg.value, cst.Name) and arg.value.value in unpacked:
+                carried[param] = unpacked[arg.value.value]
+                arg_of[unpacked[arg.value.value][1]] = arg
+        for a in call.args:
+            if a.keyword is not None and isinstance(a.value, cst.Name) and a.value.value in unpacked:
+                carried[a.keyword.value] = unpacked[a.value.value]
+                arg_of[unpacked[a.value.value][1]] = a
+        if len(carried) < 2:
+            continue
+        factory = next(iter(carried.values()))[0]
+        reach = _slots_reaching_cross(cls_name, {p: s for p, (_, s) in carried.items()}, classes)
+        if 1 in reach and 1 in arg_of and 2 in arg_of:
+            out.append(SwappedCall(factory, call, (arg_of[1], arg_of[2])))
     return out
 
 

@@ -331,7 +331,7 @@ class CallSitePlanner:
             if not pos or not isinstance(pos[0].value, (cst.List, cst.Tuple)):
                 return SitePlan(site, "unresolved", f"`{model_var}` is called without a list of inputs")
             elements = pos[0].value.elements
-            stmt = self._statement_of(call)
+            stmt = self.index.stmt_of.get(id(call))
             cbody = self.index.body_of.get(id(stmt)) if stmt is not None else None
             if k >= len(elements) or cbody is None:
                 return SitePlan(site, "unresolved", f"a call of `{model_var}` cannot be followed")
@@ -357,13 +357,6 @@ class CallSitePlanner:
                 self.edits.add_elements.setdefault(id(lst), []).append((idx, self._mask_expr(tokens)))
         self._pass_mask(site.call, cst.Name(mask_input))
         return SitePlan(site, "submodel", f"new decoder input `{mask_input}`; {self.pad_note()}")
-
-    def _statement_of(self, call: cst.Call):
-        for body in self.index.bodies:
-            for stmt in body.statements:
-                if any(n is call for n in iter_nodes(stmt, cst.Call)):
-                    return stmt
-        return None
 
     def _model_using(self, body: Body, input_name: str, after: int):
         """``(model variable, its inputs list, position)`` for a Model built on ``input_name``."""

@@ -152,3 +152,14 @@ def keyword_arg(call: cst.Call, name: str) -> Optional[cst.Arg]:
 
 def names_in(node: cst.CSTNode) -> Set[str]:
     return {n.value for n in iter_nodes(node, cst.Name)}
+
+
+def instance_key(node: cst.CSTNode, subscripts: bool = True) -> Optional[str]:
+    """``x`` or ``self.x`` for a name or self-attribute holding a layer; ``self.x[i]`` too
+    unless ``subscripts`` is false."""
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Subscript) and not subscripts:
+        return None
+    attr = self_attr(node)
+    return f"self.{attr}" if attr else None

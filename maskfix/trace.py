@@ -13,7 +13,14 @@ from typing import Dict, List, Optional, Tuple
 
 import libcst as cst
 
-from .syntax import iter_nodes, keyword_arg, last_name, positional_args, self_attr
+from .syntax import (
+    instance_key,
+    iter_nodes,
+    keyword_arg,
+    last_name,
+    positional_args,
+    self_attr,
+)
 
 
 @dataclass
@@ -53,6 +60,8 @@ class _BodyIndex(cst.CSTVisitor):
         self.bodies: List[Body] = []
         self.body_of: Dict[int, Body] = {}
         self._stack: List[Body] = []
+        self.stmt_of: Dict[int, cst.SimpleStatementLine] = {}  # id(call) -> its statement
+        self._statement: Optional[cst.SimpleStatementLine] = None
 
     def visit_Module(self, node):
         self._push(node)
@@ -76,6 +85,14 @@ class _BodyIndex(cst.CSTVisitor):
         body.position[id(node)] = len(body.statements)
         body.statements.append(node)
         self.body_of[id(node)] = body
+        self._statement = node
+
+    def leave_SimpleStatementLine(self, node):
+        self._statement = None
+
+    def visit_Call(self, node):
+        if self._statement is not None:
+            self.stmt_of[id(node)] = self._statement
 
 
 def index_bodies(module: cst.Module) -> _BodyIndex:
@@ -157,7 +174,7 @@ def trace_root(expr: cst.BaseExpression, body: Body, index: int,
             continue
         if _is_layer_application(expr):
             func = expr.func
-            layer = func if isinstance(func, cst.Call) else instances.get(_key(func))
+            layer = func if isinstance(func, cst.Call) else instances.get(instance_key(func))
             if layer is None:
                 return None
             layers.append(layer)
@@ -167,20 +184,13 @@ def trace_root(expr: cst.BaseExpression, body: Body, index: int,
     return None
 
 
-def _key(func: cst.BaseExpression) -> Optional[str]:
-    if isinstance(func, cst.Name):
-        return func.value
-    attr = self_attr(func)
-    return f"self.{attr}" if attr else None
-
-
 def layer_instances(module: cst.Module) -> Dict[str, cst.Call]:
     """Variables and self-attributes bound to a constructed layer or model."""
     out: Dict[str, cst.Call] = {}
     for node in iter_nodes(module, cst.Assign):
         if isinstance(node.value, cst.Call):
             for t in node.targets:
-                key = _key(t.target)
+                key = instance_key(t.target)
                 if key:
                     out[key] = node.value
     return out
