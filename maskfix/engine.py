@@ -127,7 +127,7 @@ def _run(sources: Dict[str, str], fix: bool) -> Dict[str, Outcome]:
                 out.findings.append(Finding(code, message, line, col, fixable=True))
                 fixing.add((key, code))
         for dec in u.facts.decoders:
-            for finding in _judge(dec, views[u.key], sites_of.get(id(dec), [])):
+            for finding in _judge(dec, views, u.key, sites_of.get(id(dec), [])):
                 out.findings.append(finding)
                 if finding.fixable:
                     fixing.add((id(dec), finding.code))
@@ -183,8 +183,9 @@ class _View:
         return False
 
 
-def _judge(dec: DecoderClass, view: _View, all_sites) -> List[Finding]:
+def _judge(dec: DecoderClass, views: Dict[str, "_View"], key: str, all_sites) -> List[Finding]:
     """MF001/MF003 for a decoder; none when suppressed or only used decoder-only."""
+    view = views[key]
     only = [s for _, s in all_sites if s.decoder_only]
     if all_sites and len(only) == len(all_sites):
         return []  # a text generator: with one tensor twice the causal mask is needed
@@ -195,7 +196,7 @@ def _judge(dec: DecoderClass, view: _View, all_sites) -> List[Finding]:
     elif only:
         unit, site = next((u, s) for u, s in all_sites if s.decoder_only)
         blocked = (f" (not rewritten: {dec.name} is also called with one tensor twice, "
-                   f"decoder-only, in {unit.key} at line {_line_of(unit, site.call)})")
+                   f"decoder-only, in {unit.key} at line {views[unit.key].where(site.call)[0]})")
     ac = dec.cross_attention
     out = []
     for code, wanted, anchor, reason in (
@@ -207,11 +208,6 @@ def _judge(dec: DecoderClass, view: _View, all_sites) -> List[Finding]:
         line, col = view.where(anchor)
         out.append(Finding(code, reason() + blocked, line, col, fixable=not blocked))
     return out
-
-
-def _line_of(unit: _Unit, node) -> int:
-    pos = MetadataWrapper(unit.module, unsafe_skip_copy=True).resolve(PositionProvider)
-    return pos[node].start.line
 
 
 def _plan_and_apply(u: _Unit, view: _View, sites, fixing, out: Outcome, fix: bool) -> None:
