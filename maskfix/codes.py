@@ -37,3 +37,15 @@ CODES = {
         "mask is never created; it must be computed from the token ids.",
     },
 }
+
+
+def help_uri(code: str) -> str:
+    """Where a reader finds the explanation of ``code``: an anchor in the shipped rules page.
+
+    The page is package data (``maskfix/docs/codes.md``), so the link works offline and from
+    any install, editable or not.
+    """
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parent / "docs" / "codes.md"
+    return f"{page.as_uri()}#{code.lower()}"
