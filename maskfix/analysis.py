@@ -160,26 +160,6 @@ class DecoderClass:
         """MF001: the explicit mask comes from the decoder side."""
         return bool(self.labels & {CAUSAL, DEC_MASK})
 
-    def flag_reason(self) -> str:
-        where = self.name if self.name == self.call.name.value else f"{self.name}.{self.call.name.value}"
-        return (
-            f"cross-attention over `{self.enc_param}` in {where} "
-            "is causal (use_causal_mask): it hides later encoder positions; only self-attention is causal"
-        )
-
-    def reason(self) -> str:
-        parts = []
-        if DEC_MASK in self.labels:
-            parts.append("the decoder's padding mask")
-        if CAUSAL in self.labels:
-            parts.append("a causal mask")
-        what = " and ".join(parts)
-        where = self.name if self.name == self.call.name.value else f"{self.name}.{self.call.name.value}"
-        return (
-            f"cross-attention over `{self.enc_param}` in {where} "
-            f"is masked with {what}; it needs the encoder's padding mask"
-        )
-
 
 def _is_layer_class(node: cst.ClassDef, local_layers: Set[str]) -> bool:
     for base in node.bases:
@@ -580,12 +560,6 @@ class LazyMask:
     cls: cst.ClassDef
     fn: cst.FunctionDef
     guard: cst.If  # ``if mask is None: return None``
-
-    def reason(self) -> str:
-        return (
-            f"{self.cls.name.value}.compute_mask returns None when no mask comes in, so the padding "
-            "mask is never created; compute it from the token ids"
-        )
 
 
 def _lazy_mask(cls: cst.ClassDef, fn: cst.FunctionDef) -> Optional[LazyMask]:

@@ -54,6 +54,7 @@ class Run:
     errors: List[Tuple[str, str]] = field(default_factory=list)
     outcomes: dict = field(default_factory=dict)
     files_seen: int = 0
+    select: List[str] = field(default_factory=list)  # codes or prefixes; empty: all
 
 
 def _prepare(display: str, path: Optional[Path], raw: bytes) -> Optional[Input]:
@@ -101,7 +102,7 @@ class _Progress:
 
 
 def _collect(args, fix: bool) -> Run:
-    run = Run()
+    run = Run(select=_select(args))
     config = load_config(args.paths)
     exclude = list(args.exclude if args.exclude is not None else config.get("exclude", []))
     exclude += list(config.get("extend-exclude", [])) + list(args.extend_exclude or [])
@@ -250,7 +251,8 @@ def _analyse(run: Run, fix: bool) -> Run:
         return run
     from . import engine  # LibCST is imported only when a file can match
 
-    run.outcomes = engine.run({k: v.source for k, v in run.inputs.items()}, fix=fix)
+    # the selected rules are the only ones that report or rewrite
+    run.outcomes = engine.run({k: v.source for k, v in run.inputs.items()}, fix=fix, select=run.select)
     return run
 
 

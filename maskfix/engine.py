@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from .analysis import (
-    DecoderClass,
-    ModuleFacts,
-    analyze_module,
-    find_call_sites,
-    suppressed,
-)
-from .factories import factory_problems
-from .rewrite import CallSitePlanner, Edits, _Style, apply, plan_eager_mask, plan_layer
+from .analysis import DecoderClass, ModuleFacts, analyze_module, find_call_sites, suppressed
+from .factories import Factory, find_factories
+from .rewrite import Edits, Style, apply
+from .rules import Context, Problem, active_rules, is_selected
 from .syntax import forget_trees, index_tree
 
 
@@ -53,7 +48,7 @@ class _Unit:
     module: cst.Module
     facts: ModuleFacts
     imported: set
-    factory_problems: list = field(default_factory=list)  # (code, node, message, planner)
+    factories: List[Factory] = field(default_factory=list)
 
 
 def _imported_names(module: cst.Module) -> set:
@@ -67,15 +62,19 @@ def _imported_names(module: cst.Module) -> set:
     return names
 
 
-def run(sources: Dict[str, str], fix: bool = False) -> Dict[str, Outcome]:
-    """Analyse ``{key: source}`` together; rewrite when ``fix``."""
+def run(sources: Dict[str, str], fix: bool = False,
+        select: Optional[Sequence[str]] = None) -> Dict[str, Outcome]:
+    """Analyse ``{key: source}`` together; rewrite when ``fix``.
+
+    ``select`` (codes or prefixes, default all) chooses the rules that report and fix.
+    """
     try:
-        return _run(sources, fix)
+        return _run(sources, fix, select)
     finally:
         forget_trees()
 
 
-def _run(sources: Dict[str, str], fix: bool) -> Dict[str, Outcome]:
+def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]]) -> Dict[str, Outcome]:
     outcomes: Dict[str, Outcome] = {}
     units: List[_Unit] = []
     for key, source in sources.items():
@@ -90,7 +89,7 @@ def _run(sources: Dict[str, str], fix: bool) -> Dict[str, Outcome]:
         try:
             index_tree(module)
             unit = _Unit(key, source, module, analyze_module(module), _imported_names(module))
-            unit.factory_problems = factory_problems(module)
+            unit.factories = find_factories(module)
         except Exception as exc:  # one file's surprise must not stop the others
             outcomes[key] = Outcome(error=_internal_error(exc))
             continue
@@ -111,33 +110,69 @@ def _run(sources: Dict[str, str], fix: bool) -> Dict[str, Outcome]:
         sites = find_call_sites(u.module, visible) if visible else []
         sites_by_unit[u.key] = sites
         for s in sites:
-            sites_of.setdefault(id(s.decoder), []).append((u, s))
+            sites_of.setdefault(id(s.decoder), []).append((u.key, s))
 
-    views = {u.key: _View(u) for u in units if u.facts.decoders or sites_by_unit[u.key]}
-    fixing = set()  # ids of decoders that will be rewritten
+    views: Dict[str, _View] = {}
+
+    def view(key: str) -> "_View":
+        if key not in views:
+            views[key] = _View(by_key[key])
+        return views[key]
+
+    by_key = {u.key: u for u in units}
+    rules = active_rules(select)
+    contexts: Dict[str, Context] = {}
+    problems: Dict[str, List[Problem]] = {}
+    flagged: Dict[str, set] = {}
     for u in units:
-        out = outcomes[u.key] = Outcome(decoders=[d.name for d in u.facts.decoders])
-        # (code, key for `fixing`, node to report at, message)
-        simple = [(code, id(node), node, message) for code, node, message, _ in u.factory_problems]
-        simple += [("MF007", id(lazy), lazy.guard, lazy.reason()) for lazy in u.facts.lazy_masks]
-        for code, key, node, message in simple:
-            view = views.setdefault(u.key, _View(u))
-            if not view.suppressed(code, node):
-                line, col = view.where(node)
-                out.findings.append(Finding(code, message, line, col, fixable=True))
-                fixing.add((key, code))
-        for dec in u.facts.decoders:
-            for finding in _judge(dec, views, u.key, sites_of.get(id(dec), [])):
-                out.findings.append(finding)
-                if finding.fixable:
-                    fixing.add((id(dec), finding.code))
+        outcomes[u.key] = Outcome(decoders=[d.name for d in u.facts.decoders])
+        ctx = contexts[u.key] = Context(
+            key=u.key, module=u.module, facts=u.facts, factories=u.factories,
+            sites=sites_by_unit[u.key],
+            sites_of=lambda dec: sites_of.get(id(dec), []),
+            where=lambda key, node: view(key).where(node),
+            suppressed=lambda code, *nodes, _key=u.key: view(_key).suppressed(code, *nodes),
+            notes=outcomes[u.key].notes,
+        )
+        try:
+            problems[u.key] = found = _kept(ctx, [p for rule in rules for p in rule.check(ctx)])
+        except Exception as exc:
+            outcomes[u.key] = Outcome(error=_internal_error(exc))
+            continue
+        for p in found:
+            if p.fix is not None:
+                flagged.setdefault(p.code, set()).add(p.key)
     for u in units:
-        if u.key in views or u.facts.lazy_masks or u.factory_problems:
-            try:
-                _plan_and_apply(u, views[u.key], sites_by_unit[u.key], fixing, outcomes[u.key], fix)
-            except Exception as exc:
-                outcomes[u.key] = Outcome(error=_internal_error(exc))
+        if u.key not in problems:
+            continue
+        out = outcomes[u.key]
+        try:
+            edits = Edits()
+            ctx = contexts[u.key]
+            found = problems[u.key]
+            for rule in rules:
+                mine = is_selected(rule.code, select)
+                found += _kept(ctx, rule.follow(ctx, flagged, edits if mine else Edits()))
+            style = Style(u.module)
+            for p in sorted(found, key=lambda p: (ctx.where(u.key, p.node), p.code)):
+                if not is_selected(p.code, select):
+                    continue
+                line, col = ctx.where(u.key, p.node)
+                out.findings.append(Finding(p.code, p.message, line, col, fixable=p.fix is not None))
+                if p.fix is not None:
+                    p.fix(edits, style)
+            if fix and edits:
+                new = apply(u.module, edits).code
+                if new != u.source:
+                    out.new_source = new
+        except Exception as exc:
+            outcomes[u.key] = Outcome(error=_internal_error(exc))
     return outcomes
+
+
+def _kept(ctx: Context, problems) -> List[Problem]:
+    """The problems no ``# noqa`` comment suppresses."""
+    return [p for p in problems if not ctx.suppressed(p.code, p.node, *p.anchors)]
 
 
 def _internal_error(exc: Exception) -> str:
@@ -181,68 +216,6 @@ class _View:
             if 0 < line <= len(self.lines) and suppressed(self.lines[line - 1], code):
                 return True
         return False
-
-
-def _judge(dec: DecoderClass, views: Dict[str, "_View"], key: str, all_sites) -> List[Finding]:
-    """MF001/MF003 for a decoder; none when suppressed or only used decoder-only."""
-    view = views[key]
-    only = [s for _, s in all_sites if s.decoder_only]
-    if all_sites and len(only) == len(all_sites):
-        return []  # a text generator: with one tensor twice the causal mask is needed
-    blocked = ""
-    if dec.functional:
-        blocked = (" (not rewritten: the decoder is built as a functional model; give it an encoder "
-                   "padding mask Input and build the cross-attention mask from that)")
-    elif only:
-        unit, site = next((u, s) for u, s in all_sites if s.decoder_only)
-        blocked = (f" (not rewritten: {dec.name} is also called with one tensor twice, "
-                   f"decoder-only, in {unit.key} at line {views[unit.key].where(site.call)[0]})")
-    ac = dec.cross_attention
-    out = []
-    for code, wanted, anchor, reason in (
-        ("MF001", dec.mask_bug, ac.mask_arg, dec.reason),
-        ("MF003", dec.causal_flag, ac.causal_flag, dec.flag_reason),
-    ):
-        if not wanted or view.suppressed(code, anchor, ac.call, dec.node):
-            continue
-        line, col = view.where(anchor)
-        out.append(Finding(code, reason() + blocked, line, col, fixable=not blocked))
-    return out
-
-
-def _plan_and_apply(u: _Unit, view: _View, sites, fixing, out: Outcome, fix: bool) -> None:
-    style = _Style(u.module)
-    edits = Edits()
-    for code, node, _, fix_edits in u.factory_problems:
-        if (id(node), code) in fixing:
-            fix_edits(edits, style, u.facts)
-    for lazy in u.facts.lazy_masks:
-        if (id(lazy), "MF007") in fixing:
-            plan_eager_mask(lazy, edits)
-    for dec in u.facts.decoders:
-        if (id(dec), "MF001") in fixing:
-            plan_layer(dec, u.facts, style, edits)
-        if (id(dec), "MF003") in fixing:
-            edits.remove_args.add(id(dec.cross_attention.causal_flag))
-    planner = CallSitePlanner(u.facts, style, edits)
-    for site in sites:
-        if (id(site.decoder), "MF001") not in fixing or view.suppressed("MF002", site.call):
-            continue
-        plan = planner.plan(site)
-        if plan.kind == "unresolved":
-            line, col = view.where(site.call)
-            out.findings.append(Finding(
-                "MF002",
-                f"call of {site.decoder.name}: pass encoder_padding_mask= here by hand ({plan.detail}); "
-                "until then the layer falls back to the mask Keras attached to the encoder outputs",
-                line, col,
-            ))
-        elif plan.kind in ("direct", "submodel"):
-            out.notes.append(plan.detail)
-    if fix and edits:
-        new = apply(u.module, edits).code
-        if new != u.source:
-            out.new_source = new
 
 
 def check_source(source: str) -> List[Finding]:

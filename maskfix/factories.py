@@ -14,7 +14,7 @@ found by following values, never names:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import libcst as cst
@@ -47,7 +47,8 @@ class Factory:
     tgt: str  # second parameter: target ids
     ret: cst.Tuple  # the returned triple
     flow: _Flow
-    problems: List[Tuple[str, cst.CSTNode, str]] = field(default_factory=list)  # (code, node, message)
+    cross_from_target: bool = False  # MF004: the third mask comes from the target
+    bare_lookahead: bool = False  # MF005: the second mask lacks the target's padding
 
     @property
     def name(self) -> str:
@@ -82,16 +83,9 @@ def find_factories(module: cst.Module) -> List[Factory]:
         labels = [flow.labels(e.value) for e in ret.elements]
         if CAUSAL not in labels[1] or ENC not in labels[0]:
             continue  # not the contract: no look-ahead in the second slot
-        f = Factory(fn, src, tgt, ret, flow)
-        if DEC in labels[2] and ENC not in labels[2]:
-            f.problems.append(("MF004", ret.elements[2].value,
-                               f"the third mask of {f.name} (for the cross-attention over the encoder "
-                               f"outputs) is built from the target `{tgt}`; build it from the source `{src}`"))
-        if DEC not in labels[1]:
-            f.problems.append(("MF005", ret.elements[1].value,
-                               f"the second mask of {f.name} is the bare look-ahead mask; combine it with "
-                               f"the padding of the target `{tgt}`"))
-        out.append(f)
+        out.append(Factory(fn, src, tgt, ret, flow,
+                           cross_from_target=DEC in labels[2] and ENC not in labels[2],
+                           bare_lookahead=DEC not in labels[1]))
     return out
 
 
@@ -246,10 +240,6 @@ class SwappedCall:
     call: cst.Call
     args: Tuple[cst.Arg, cst.Arg]  # the args carrying slot 1 and slot 2
 
-    def message(self) -> str:
-        return (f"the masks from {self.factory.name} are passed in swapped slots: its combined look-ahead "
-                "mask reaches the decoder's cross-attention; swap the two arguments")
-
 
 def find_swapped_calls(module: cst.Module, factories: List[Factory]) -> List[SwappedCall]:
     by_name = {f.name: f for f in factories}
@@ -301,52 +291,3 @@ def find_swapped_calls(module: cst.Module, factories: List[Factory]) -> List[Swa
         if 1 in reach and 1 in arg_of and 2 in arg_of:
             out.append(SwappedCall(factory, call, (arg_of[1], arg_of[2])))
     return out
-
-
-# --------------------------------------------------------------------------
-# findings with their fixes
-
-
-def factory_problems(module: cst.Module):
-    """``(code, node, message, plan)`` for every factory mistake; ``plan(edits, style, facts)`` fixes it."""
-    factories = find_factories(module)
-    out = []
-    for f in factories:
-        for code, node, message in f.problems:
-            if code == "MF004":
-                hits = target_to_source(f)
-                if hits:
-                    out.append((code, node, message, _replace_names(hits, f.src)))
-            elif code == "MF005":
-                helper = padding_helper(f)
-                if helper is not None:
-                    out.append((code, node, message, _combine(f, node, helper)))
-    for s in find_swapped_calls(module, factories):
-        out.append(("MF006", s.call, s.message(), _swap(s)))
-    return out
-
-
-def _replace_names(hits, new_name):
-    def plan(edits, style, facts):
-        for name in hits:
-            edits.replace[id(name)] = cst.Name(new_name)
-    return plan
-
-
-def _combine(f: Factory, second: cst.BaseExpression, helper: Tuple[str, str]):
-    def plan(edits, style, facts):
-        ns = facts.dialect.tf or facts.dialect.ops or (f"{facts.dialect.keras}.ops" if facts.dialect.keras else None)
-        if ns is None:
-            return
-        fn, op = helper
-        code = style.module.code_for_node(second)
-        edits.replace[id(second)] = style.expression(f"{ns}.{op}({fn}({f.tgt}), {code})")
-    return plan
-
-
-def _swap(s: SwappedCall):
-    def plan(edits, style, facts):
-        a, b = s.args
-        edits.replace[id(a.value)] = b.value.deep_clone()
-        edits.replace[id(b.value)] = a.value.deep_clone()
-    return plan

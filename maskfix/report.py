@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 from . import __version__
-from .codes import CODES
+from . import codes
 
 
 @dataclass
@@ -73,9 +73,9 @@ def sarif(diags: Sequence[Diagnostic]) -> str:
             "shortDescription": {"text": info["summary"]},
             "defaultConfiguration": {"level": "error"},
         }
-        for code, info in CODES.items()
+        for code, info in codes.CODES.items()
     ]
-    index = {code: i for i, code in enumerate(CODES)}
+    index = {code: i for i, code in enumerate(codes.CODES)}
     results = []
     for d in diags:
         region = {"startLine": d.line, "startColumn": d.column}

@@ -49,11 +49,23 @@ class Edits:
         return any(vars(self).values())
 
 
+def replace_names(edits: Edits, names: Sequence[cst.CSTNode], new: cst.BaseExpression) -> None:
+    """Replace each of ``names`` (nodes of the analysed tree) by ``new``."""
+    for name in names:
+        edits.replace[id(name)] = new.deep_clone()
+
+
+def swap_values(edits: Edits, a: cst.Arg, b: cst.Arg) -> None:
+    """Exchange the values of two call arguments, keeping their keywords and commas."""
+    edits.replace[id(a.value)] = b.value.deep_clone()
+    edits.replace[id(b.value)] = a.value.deep_clone()
+
+
 # --------------------------------------------------------------------------
 # code generation helpers
 
 
-class _Style:
+class Style:
     def __init__(self, module: cst.Module):
         self.module = module
         doubles = singles = 0
@@ -90,7 +102,7 @@ def _free_name(wanted: str, taken: Set[str]) -> str:
 # the layer
 
 
-def _mask_expansion(dec: DecoderClass, flow: _Flow, style: _Style, facts: ModuleFacts, new_name: str) -> str:
+def _mask_expansion(dec: DecoderClass, flow: _Flow, style: Style, facts: ModuleFacts, new_name: str) -> str:
     """How this file spreads a padding mask over keys, applied to ``new_name``.
 
     Reuses the expression that spread the decoder mask (``tf.cast(mask[:,
@@ -146,7 +158,7 @@ def _all_assigned_values(flow: _Flow, expr: cst.BaseExpression, seen=None) -> Li
     return out
 
 
-def plan_layer(dec: DecoderClass, facts: ModuleFacts, style: _Style, edits: Edits) -> None:
+def plan_layer(dec: DecoderClass, facts: ModuleFacts, style: Style, edits: Edits) -> None:
     """Give cross-attention the encoder's padding mask; self-attention the decoder's."""
     fn = dec.call
     flow = dec.flow
@@ -167,7 +179,7 @@ def plan_layer(dec: DecoderClass, facts: ModuleFacts, style: _Style, edits: Edit
     _retarget_self_attention(dec, flow, style, edits)
 
 
-def _retarget_self_attention(dec: DecoderClass, flow: _Flow, style: _Style, edits: Edits) -> None:
+def _retarget_self_attention(dec: DecoderClass, flow: _Flow, style: Style, edits: Edits) -> None:
     """Point self-attention at the combined padding+causal mask the bug misplaced.
 
     Only done when the shape is the familiar one (the combined variable is
@@ -270,7 +282,7 @@ class SitePlan:
 class CallSitePlanner:
     """Threads ``encoder_padding_mask`` to where the decoder layer is applied."""
 
-    def __init__(self, facts: ModuleFacts, style: _Style, edits: Edits):
+    def __init__(self, facts: ModuleFacts, style: Style, edits: Edits):
         self.facts = facts
         self.style = style
         self.edits = edits

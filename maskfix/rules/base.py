@@ -1,0 +1,76 @@
+"""What a rule is and what it sees.
+
+A rule reads the results of the analysis (run once per set of files) and turns them into
+problems; a fixable problem carries the edits that fix it.  Rules plan edits with the
+primitives of ``maskfix.rewrite``; ``rewrite`` never imports a rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+import libcst as cst
+
+from ..analysis import CallSite, DecoderClass, ModuleFacts
+from ..factories import Factory
+from ..rewrite import Edits, Style
+
+Fix = Callable[[Edits, Style], None]
+
+
+@dataclass
+class Problem:
+    """One finding before it is placed: where, what, and how to fix it."""
+
+    code: str
+    node: cst.CSTNode  # reported at this node's start
+    message: str
+    fix: Optional[Fix] = None  # None: reported only (manual work)
+    key: object = None  # what is wrong (e.g. the decoder), for rules that follow up on another
+    anchors: Sequence[cst.CSTNode] = ()  # further nodes whose line may carry ``# noqa``
+
+
+@dataclass
+class Context:
+    """One source of the run, with what the analysis found in it and across the run."""
+
+    key: str
+    module: cst.Module
+    facts: ModuleFacts
+    factories: List[Factory]
+    sites: List[CallSite]  # calls of known decoders in this source
+    sites_of: Callable[[DecoderClass], List[Tuple[str, CallSite]]]  # every call, run-wide
+    where: Callable[[str, cst.CSTNode], Tuple[int, int]]  # (source key, node) -> line, column
+    suppressed: Callable[..., bool]  # (code, *nodes) -> a ``# noqa`` covers it here
+    notes: List[str] = field(default_factory=list)  # how call sites were threaded
+
+
+# keys of the fixable, unsuppressed problems of each code, run-wide
+Flagged = Dict[str, Set[int]]
+
+
+class Rule:
+    """One diagnostic code.
+
+    ``VALID`` sources must yield no finding of this code and ``INVALID`` sources at least one;
+    the test suite runs both.
+    """
+
+    code: str = ""
+    name: str = ""
+    summary: str = ""  # one sentence: SARIF and ``CODES``
+    description: str = ""  # the README's "meaning" column
+    fixed: str = ""  # the README's "fixed by rewrite" column
+    explanation: str = ""  # a short before/after
+    requires: Sequence[str] = ()  # codes whose problems this rule follows up on
+    VALID: Sequence[str] = ()
+    INVALID: Sequence[str] = ()
+
+    def check(self, ctx: Context) -> Iterable[Problem]:
+        """Problems in one source."""
+        return ()
+
+    def follow(self, ctx: Context, flagged: Flagged, edits: Edits) -> Iterable[Problem]:
+        """Second pass, once every source has been checked (e.g. call sites of fixed decoders)."""
+        return ()
