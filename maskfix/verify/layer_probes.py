@@ -26,6 +26,7 @@ MODES = ("implicit", "explicit")
 # Differences below this are float noise; the bug produces differences of order 1e-2 and more.
 TOLERANCE = 1e-4
 
+# The last rule names the model width: the feature dimension of the probe tensors.
 _RULES = [
     (re.compile(r"head"), lambda d: 2),
     (re.compile(r"drop|rate"), lambda d: 0.0),
@@ -34,6 +35,28 @@ _RULES = [
     (re.compile(r"len|seq|position|max"), lambda d: 32),
     (re.compile(r"embed|model|hidden|units|dim|size|width|key"), lambda d: d),
 ]
+
+
+def width_from_overrides(cls, overrides: Optional[Dict] = None, default: int = FEATURE_DIM) -> int:
+    """The layer's width when a constructor argument that names it is given (``--init dim=8``).
+
+    The probe tensors must be as wide as the layer, so an explicit width decides their feature
+    dimension; several width arguments must agree.
+    """
+    width_rule = _RULES[-1][0]
+    names = [p.name for p in list(inspect.signature(cls.__init__).parameters.values())[1:]]
+    given = {}
+    for name in names:
+        value = (overrides or {}).get(name)
+        if value is None or isinstance(value, bool) or not isinstance(value, int):
+            continue
+        rule = next((pattern for pattern, _ in _RULES if pattern.search(name.lower())), None)
+        if rule is width_rule and "key" not in name.lower():  # key_dim is per head, not the width
+            given[name] = value
+    if len(set(given.values())) > 1:
+        raise ValueError(f"conflicting widths for {cls.__name__}: "
+                         + ", ".join(f"{k}={v}" for k, v in given.items()))
+    return next(iter(given.values()), default)
 
 
 def infer_init_kwargs(cls, feature_dim: int = FEATURE_DIM, overrides: Optional[Dict] = None) -> Dict:
@@ -207,18 +230,27 @@ def probe_unequal_lengths(layer, mode, dim=FEATURE_DIM) -> ProbeResult:
 
 
 def _warm_up(layer, dim) -> None:
-    """Build the layer on throwaway tensors before probing.
+    """Build the layer on throwaway tensors before probing; raise ValueError if it cannot run.
 
     Keras 3 MultiHeadAttention clears the attached masks of its inputs; on the TensorFlow and
     PyTorch backends the build pass of a layer's first call does that to the caller's own tensors,
     so the real first call would see no encoder mask. Probes must not depend on call order.
+    A layer that runs in neither mode on equal lengths and no padding cannot be judged at all
+    (most often its width is not ``dim``): that is not a mask verdict.
     """
     rng = np.random.default_rng(0)
     mask = np.ones((1, 4), dtype=bool)
-    try:
-        call_layer(layer, rng.normal(size=(1, 4, dim)), rng.normal(size=(1, 4, dim)), mask, mask, "implicit")
-    except Exception:  # noqa: BLE001 - the probes report failures themselves
-        pass
+    errors = []
+    for mode in MODES:
+        try:
+            call_layer(layer, rng.normal(size=(1, 4, dim)), rng.normal(size=(1, 4, dim)), mask, mask, mode)
+            return
+        except Exception as exc:  # noqa: BLE001 - reported below if no mode runs
+            errors.append(describe_exception(exc))
+    raise ValueError(
+        f"{type(layer).__name__} does not run on inputs of width {dim} even without padding "
+        f"({errors[0]}); if its width is another constructor argument, pass it with --init NAME=VALUE"
+    )
 
 
 LAYER_PROBES = (
@@ -230,8 +262,12 @@ LAYER_PROBES = (
 
 
 def run_layer_probes(cls, overrides: Optional[Dict] = None, modes: Iterable[str] = MODES,
-                     feature_dim: int = FEATURE_DIM) -> List[ProbeResult]:
-    """Construct ``cls`` with small arguments and run every probe in every mode."""
+                     feature_dim: Optional[int] = None) -> List[ProbeResult]:
+    """Construct ``cls`` with small arguments and run every probe in every mode.
+
+    The probe width is ``feature_dim``, else the width given in ``overrides``, else 16.
+    """
+    feature_dim = feature_dim or width_from_overrides(cls, overrides)
     layer = construct_layer(cls, feature_dim, overrides)
     _warm_up(layer, feature_dim)
     return [probe(layer, mode, feature_dim) for mode in modes for probe in LAYER_PROBES]

@@ -10,7 +10,7 @@ import sys
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 
 @dataclass
@@ -28,11 +28,22 @@ def _is_literal(node: ast.AST) -> bool:
     return True
 
 
+def _is_name_target(node: ast.AST) -> bool:
+    """``A`` or ``A, B`` / ``(A, B)`` / ``[A, B]``: plain names, possibly unpacked (``*rest`` too)."""
+    if isinstance(node, ast.Name):
+        return True
+    if isinstance(node, ast.Starred):
+        return _is_name_target(node.value)
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return all(_is_name_target(e) for e in node.elts)
+    return False
+
+
 def _keep(node: ast.stmt) -> bool:
     if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return True
     if isinstance(node, ast.Assign):
-        return all(isinstance(t, ast.Name) for t in node.targets) and _is_literal(node.value)
+        return all(_is_name_target(t) for t in node.targets) and _is_literal(node.value)
     if isinstance(node, ast.AnnAssign):
         return isinstance(node.target, ast.Name) and node.value is not None and _is_literal(node.value)
     if isinstance(node, ast.Try):
@@ -97,3 +108,38 @@ def find_decoder_classes(source: str) -> List[str]:
                 if len(tensors) >= 2:
                     found.append(node.name)
     return found
+
+
+def _call_tensor_args(cls: ast.ClassDef, classes: dict, seen=()) -> Optional[int]:
+    """Required positional arguments of ``call`` after ``self``, looking into base classes
+    defined in the same file; None when no ``call`` is found there."""
+    for item in cls.body:
+        if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name == "call":
+            args = item.args.posonlyargs + item.args.args
+            return len(args) - len(item.args.defaults) - 1
+    for base in cls.bases:
+        name = base.id if isinstance(base, ast.Name) else None
+        if name in classes and name not in seen:
+            found = _call_tensor_args(classes[name], classes, seen + (cls.name,))
+            if found is not None:
+                return found
+    return None
+
+
+def why_not_a_decoder(source: str, name: str) -> Optional[str]:
+    """None if class ``name`` in ``source`` looks like a decoder layer, else the reason it does not.
+
+    A decoder's ``call`` takes the decoder states and the encoder outputs (two tensors); any
+    other layer would be probed with arguments it does not expect.
+    """
+    tree = ast.parse(source)
+    classes = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
+    if name not in classes:
+        return f"no class {name} in the file (classes: {', '.join(sorted(classes)) or 'none'})"
+    n_tensors = _call_tensor_args(classes[name], classes)
+    if n_tensors is None:
+        return f"{name} defines no call() in this file, so it cannot be a decoder layer to probe"
+    if n_tensors < 2:
+        return (f"{name} is not a decoder layer: its call() takes {n_tensors} required tensor "
+                "argument(s), a decoder takes two (decoder states and encoder outputs)")
+    return None

@@ -52,6 +52,23 @@ class Runtime:
 
 
 TF_KERAS = Runtime("tf_keras")
+
+
+def missing_modules(runtime: Runtime) -> List[str]:
+    """Packages ``runtime`` needs that this interpreter cannot import (checked without importing)."""
+    import importlib.util
+
+    needed = ["tensorflow", "tf_keras"] if runtime.flavour == "tf_keras" else ["keras", runtime.backend]
+    return [name for name in needed if importlib.util.find_spec(name) is None]
+
+
+def install_hint(runtime: Runtime, missing: List[str]) -> str:
+    """One line saying what to install for ``missing`` packages of ``runtime``."""
+    extra = [m for m in missing if m in ("jax", "torch")]
+    hint = "install maskfix[verify]" if len(extra) < len(missing) else ""
+    if extra:
+        hint += (" and " if hint else "install ") + " and ".join(extra) + " (the Keras backend)"
+    return f"{', '.join(missing)} not installed for {runtime.label}: {hint}"
 ALL_RUNTIMES = (TF_KERAS,) + tuple(Runtime("keras3", b) for b in BACKENDS)
 
 
@@ -114,9 +131,13 @@ class Pending:
         try:
             if self.proc.returncode != 0 or not self._out.exists():
                 stderr = (self._out.parent / "stderr.txt").read_text(errors="replace")
-                tail = "\n".join(stderr.strip().splitlines()[-15:])
+                missing = re.findall(r"ModuleNotFoundError: No module named '([\w.]+)'", stderr)
+                if missing:
+                    raise RuntimeError(install_hint(self.runtime, [missing[-1].split(".")[0]]))
+                lines = [line for line in stderr.strip().splitlines() if line.strip()]
+                last = lines[-1].strip() if lines else "no output"
                 raise RuntimeError(f"{self.runtime.label}: verification worker failed "
-                                   f"(exit {self.proc.returncode}):\n{tail}")
+                                   f"(exit {self.proc.returncode}): {last}")
             data = json.loads(self._out.read_text())
             data["label"] = self.runtime.label
             return data

@@ -32,7 +32,7 @@ def _run_task(loaded, task: dict) -> dict:
     kind = task["kind"]
     module = loaded.module
     if kind == "layer_probes":
-        from maskfix.verify.layer_probes import MODES, run_layer_probes
+        from maskfix.verify.layer_probes import MODES, run_layer_probes, width_from_overrides
 
         name = task.get("layer")
         if name is None:
@@ -41,8 +41,9 @@ def _run_task(loaded, task: dict) -> dict:
                 raise LookupError(f"expected one decoder class, found {candidates}; choose one with --layer")
             name = candidates[0]
         cls = getattr(module, name)
-        results = run_layer_probes(cls, task.get("init"), task.get("modes") or MODES)
-        return {"kind": kind, "layer": name, "probes": [r.to_dict() for r in results]}
+        width = width_from_overrides(cls, task.get("init"))
+        results = run_layer_probes(cls, task.get("init"), task.get("modes") or MODES, width)
+        return {"kind": kind, "layer": name, "width": width, "probes": [r.to_dict() for r in results]}
     if kind == "model_probes":
         from maskfix.verify.model_probes import build_small_model, run_model_probes
 

@@ -20,6 +20,10 @@ def test_verify_a_notebook_before_and_after_rewrite(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"Notebook {nb}: its code cells joined into one program" in out
     assert "FAIL" in out and "full_source_visibility" in out
+    # Lines are the notebook's (cell 2 holds the layers), never the joined program's or a temp path.
+    assert f"Executed from {nb} (definitions only" in out
+    assert "  cell 2:line " in out and "class TransformerDecoder" in out
+    assert "maskfix-verify-" not in out and "translate.py" not in out
     assert main(["rewrite", "-q", str(nb)]) == 1
     capsys.readouterr()
     assert main(["verify", str(nb), "--layer", "TransformerDecoder"]) == 0
@@ -30,4 +34,5 @@ def test_an_invalid_notebook_cannot_be_verified(tmp_path, capsys):
     nb = tmp_path / "broken.ipynb"
     nb.write_text('{"cells": [')
     assert main(["verify", str(nb)]) == 2
-    assert "cannot verify" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert out == "" and f"cannot verify {nb}: invalid or truncated JSON" in err

@@ -25,6 +25,46 @@ TRAIN = dict(seed=0, epochs=3, n_train=768, n_heldout=128, src_vocab_size=16, em
 SRC_SHORTER = dict(src_len=8, tgt_len=10)
 
 
+# A correct decoder (causal self-attention, source padding on the cross-attention) whose width
+# is a constructor argument named `dim`, and one whose width argument has a name no rule knows.
+WIDE_DECODERS = """
+from keras import layers, ops
+
+
+class Decoder(layers.Layer):
+    def __init__(self, dim, heads, **kwargs):
+        super().__init__(**kwargs)
+        self.self_attention = layers.MultiHeadAttention(num_heads=heads, key_dim=dim)
+        self.cross_attention = layers.MultiHeadAttention(num_heads=heads, key_dim=dim)
+        self.proj = layers.Dense(dim)
+
+    def call(self, inputs, encoder_outputs, mask=None, encoder_padding_mask=None):
+        cross_mask = None
+        if encoder_padding_mask is not None:
+            cross_mask = ops.cast(encoder_padding_mask[:, None, :], "int32")
+        x = inputs + self.self_attention(inputs, inputs, use_causal_mask=True)
+        x = x + self.cross_attention(x, encoder_outputs, attention_mask=cross_mask)
+        return x + self.proj(x)
+
+
+class OddDecoder(Decoder):
+    def __init__(self, n, **kwargs):
+        super().__init__(n, 2, **kwargs)
+"""
+
+
+def extra_job(label: str, tmp_path: Path):
+    """A job that rides in one runtime's worker of the session: the width probes (torch)."""
+    if label != "keras3/torch":
+        return None
+    path = Path(tmp_path) / "wide.py"
+    path.write_text(WIDE_DECODERS)
+    return {"path": str(path), "tasks": [
+        {"kind": "layer_probes", "layer": "Decoder", "init": {"dim": 8}},
+        {"kind": "layer_probes", "layer": "OddDecoder", "init": {"n": 8}},
+    ]}
+
+
 def flavour_of(label: str) -> str:
     return "tf_keras" if label == "tf_keras" else "keras3"
 
@@ -75,14 +115,20 @@ def no_causal_mutant(fixed: Path, tmp_path: Path) -> Path:
     return target
 
 
-def jobs_for(flavour: str, fixed: Path, tmp_path: Path) -> list:
-    """Worker jobs for one runtime: original, fixed, and the no-causal mutant of the fixed one."""
+# Job names, in the order jobs_for returns them.
+JOB_NAMES = ("original", "fixed", "mutant", "extra")
+
+
+def jobs_for(flavour: str, fixed: Path, tmp_path: Path, extra: dict = None) -> list:
+    """Worker jobs for one runtime: original, fixed, the no-causal mutant of the fixed one, and
+    an optional extra job ``{"path": ..., "tasks": [...]}`` that rides in the same worker."""
     probes = [{"kind": "layer_probes"}, {"kind": "model_probes"}]
     train = lambda lengths: dict(kind="train", **TRAIN, **lengths)  # noqa: E731
-    return [
+    jobs = [
         {"path": str(original_example(flavour)), "tasks": probes + [train(SRC_SHORTER)]},
         {"path": str(fixed), "tasks": probes + [train(SRC_SHORTER)]},
         {"path": str(no_causal_mutant(fixed, tmp_path)), "tasks": probes},
     ]
+    return jobs + ([extra] if extra else [])
 
 
