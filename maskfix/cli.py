@@ -389,6 +389,15 @@ def cmd_verify(args) -> int:
     return verify_main(args)
 
 
+def cmd_server(args) -> int:
+    try:
+        from .server import main as serve
+    except ImportError as exc:  # pygls is in the `lsp` extra
+        print(f"maskfix: error: the language server needs pip install 'maskfix[lsp]' ({exc})", file=sys.stderr)
+        return 2
+    return serve()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="maskfix",
@@ -425,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify_arguments(verify)
     verify.set_defaults(func=cmd_verify)
+
+    server = sub.add_parser("server", help="run the language server on stdin and stdout (needs the lsp extra)")
+    server.set_defaults(func=cmd_server)
     return parser
 
 

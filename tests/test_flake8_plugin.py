@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("flake8")
-
 FIXTURES = Path(__file__).parent / "fixtures"
 BEFORE = sorted(FIXTURES.glob("*/before.py"))
 # line 17 holds the flagged cross-attention call, column 44 its mask
