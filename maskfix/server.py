@@ -127,7 +127,9 @@ class MaskfixServer(LanguageServer):
     """Keeps one pending analysis per document and the latest result."""
 
     def __init__(self) -> None:
-        cells = t.NotebookDocumentFilterWithCells(cells=[t.NotebookCellLanguage(language="python")])
+        # Jupyter's notebook type named: some clients cannot read a filter without one
+        cells = t.NotebookDocumentFilterWithCells(cells=[t.NotebookCellLanguage(language="python")],
+                                                  notebook="jupyter-notebook")
         super().__init__("maskfix", __version__,
                          text_document_sync_kind=t.TextDocumentSyncKind.Incremental,
                          notebook_document_sync=t.NotebookDocumentSyncOptions(notebook_selector=[cells]))
