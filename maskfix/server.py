@@ -21,7 +21,8 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
-from urllib.parse import unquote
+from urllib.parse import unquote, urlparse
+from urllib.request import url2pathname
 
 from lsprotocol import types as t
 from pygls.lsp.server import LanguageServer
@@ -78,7 +79,10 @@ def analyse(snap: Snapshot, codec: PositionCodec) -> Result:
     outcome = analyse_one(snap.key, source, fix=True, notebook=notebook is not None)
     if outcome is None or outcome.error:  # a syntax error while typing: nothing to say yet
         return result
+    select = [c.upper() for c in selected(snap.key)]
     for f in outcome.findings:
+        if select and not any(f.code.startswith(c) for c in select):
+            continue
         uri, line = snap.key, f.line
         if notebook is not None:
             number, line = notebook.locate(f.line)
@@ -103,6 +107,16 @@ def analyse(snap: Snapshot, codec: PositionCodec) -> Result:
             if text != snap.texts[uri]:
                 result.edits[uri] = text_edits(snap.texts[uri], text, codec)
     return result
+
+
+def selected(uri: str) -> List[str]:
+    """``select`` from the ``[tool.maskfix]`` governing a file, as ``maskfix check`` reads it."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "file":
+        return []
+    from .config import load_config
+
+    return list(load_config([url2pathname(unquote(parsed.path))]).get("select", []))
 
 
 def _joined(source) -> str:

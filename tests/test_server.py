@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import pytest_lsp
 from lsprotocol import types as t
+from pygls.exceptions import JsonRpcRequestCancelled
 from pygls.protocol import default_converter
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from pytest_lsp.client import DEFAULT_CLIENT_FEATURES, register_lsp_features
@@ -142,6 +143,31 @@ async def test_fix_all_source_action(client, tmp_path):
     assert apply(text, edits_of(action)[uri]) == read(CAUSAL / "after.py")
     # the quick fix is offered only on the flagged lines
     assert await code_actions(client, uri, top, only=[t.CodeActionKind.QuickFix]) is None
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_cancelled_code_action_request_is_answered_as_cancelled(client, tmp_path):
+    uri = (tmp_path / "model.py").as_uri()
+    open_file(client, uri, read(CAUSAL / "before.py") * 10)  # keeps the analysis busy for a while
+    params = t.CodeActionParams(text_document=t.TextDocumentIdentifier(uri=uri),
+                                range=t.Range(start=t.Position(0, 0), end=t.Position(0, 0)),
+                                context=t.CodeActionContext(diagnostics=[]))
+    answer = asyncio.ensure_future(client.protocol.send_request_async(
+        t.TEXT_DOCUMENT_CODE_ACTION, params, msg_id="to-cancel"))
+    await asyncio.sleep(0.05)
+    client.protocol.notify(t.CANCEL_REQUEST, t.CancelParams(id="to-cancel"))
+    with pytest.raises(JsonRpcRequestCancelled):
+        await asyncio.wait_for(answer, 30)
+    await published(client, uri, 0)  # the server goes on
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_select_from_the_projects_configuration(client, tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.maskfix]\nselect = ["MF003"]\n')
+    uri = (tmp_path / "model.py").as_uri()
+    since = len(client.published)
+    open_file(client, uri, read(CAUSAL / "before.py"))  # only MF001 here
+    assert list((await published(client, uri, since)).diagnostics) == []
 
 
 def change(client, uri, version, text):
