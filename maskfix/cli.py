@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import __version__
-from .config import load_config
+from .codes import UnknownCode, expand, explain, known_codes, listing
+from .config import Config, ConfigError, exclude_patterns, load_config
 from .files import (
     FileError,
     SourceFile,
@@ -54,7 +55,63 @@ class Run:
     errors: List[Tuple[str, str]] = field(default_factory=list)
     outcomes: dict = field(default_factory=dict)
     files_seen: int = 0
-    select: List[str] = field(default_factory=list)  # codes or prefixes; empty: all
+    stdin: Optional[Tuple[str, bytes]] = None  # (display name, raw bytes) when "-" was read
+
+
+class UsageError(Exception):
+    """A command line or configuration maskfix cannot run with; one line."""
+
+
+@dataclass
+class Settings:
+    """What the command line and ``[tool.maskfix]`` decide together."""
+
+    config: Config
+    codes: List[str]  # the codes reported (and fixed), in code order
+    exclude: List[str]  # patterns for maskfix.files.discover
+
+
+def resolve_settings(args) -> Settings:
+    """Merge the configuration into the command line; raise :class:`UsageError` on a mistake.
+
+    Like ruff, ``--select`` replaces the configured ``select`` and ``ignore``, ``--ignore`` adds
+    to the configured ``ignore``, and
+    ``--exclude`` replaces the configured excludes. Relative patterns of the command
+    line are anchored at the working folder, those of the table at its folder.
+    """
+    if args.stdin_filename is not None and "-" not in args.paths:
+        raise UsageError("--stdin-filename names standard input: add - to the paths "
+                         "(or give no path, which reads standard input)")
+    if args.paths.count("-") > 1:
+        raise UsageError("- (standard input) is given more than once")
+    if args.command == "rewrite" and "-" in args.paths and len(args.paths) > 1:
+        raise UsageError("rewrite - prints the fixed standard input on stdout, so it cannot be "
+                         "combined with other paths; run it separately")
+    try:
+        config = load_config(args.paths, args.stdin_filename)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        ignored = set(expand(_split(args.ignore or ""), "--ignore"))
+        if args.select is not None:
+            chosen = expand(_split(args.select), "--select")  # replaces the table's choice, ignore included
+        else:
+            chosen = config.select if config.select is not None else known_codes()
+            ignored |= set(config.ignore)
+    except UnknownCode as exc:
+        raise UsageError(str(exc)) from None
+    cwd = Path.cwd()
+    if args.exclude is not None:
+        exclude = exclude_patterns(args.exclude, cwd)
+    else:
+        exclude = exclude_patterns(config.exclude or [], config.root)
+    exclude += exclude_patterns(config.extend_exclude, config.root)
+    exclude += exclude_patterns(args.extend_exclude or [], cwd)
+    return Settings(config, [c for c in known_codes() if c in chosen and c not in ignored], exclude)
+
+
+def _split(codes: str) -> List[str]:
+    return [c for c in codes.replace(" ", ",").split(",") if c.strip()]
 
 
 def _prepare(display: str, path: Optional[Path], raw: bytes) -> Optional[Input]:
@@ -101,24 +158,26 @@ class _Progress:
             sys.stderr.flush()
 
 
-def _collect(args, fix: bool) -> Run:
-    run = Run(select=_select(args))
-    config = load_config(args.paths)
-    exclude = list(args.exclude if args.exclude is not None else config.get("exclude", []))
-    exclude += list(config.get("extend-exclude", [])) + list(args.extend_exclude or [])
-    if args.paths == ["-"]:
+def _collect(args, settings: Settings, fix: bool) -> Run:
+    run = Run()
+    codes = settings.codes
+    if "-" in args.paths:
         display = args.stdin_filename or "-"
-        run.files_seen = 1
+        raw = sys.stdin.buffer.read()
+        run.stdin = (display, raw)
+        run.files_seen += 1
         try:
-            item = _prepare(display, None, sys.stdin.buffer.read())
+            item = _prepare(display, Path(args.stdin_filename) if args.stdin_filename else None, raw)
             if item is not None:
                 run.inputs[display] = item
         except FileError as exc:
             run.errors.append((display, str(exc)))
-        return _analyse(run, fix)
+        if args.paths == ["-"]:
+            return _analyse(run, fix, codes)
     progress = _Progress(not args.quiet)
     others: List[Path] = []
-    for path, problem, (kind, payload) in _screen_all(discover(args.paths, exclude), args.jobs):
+    paths = [p for p in args.paths if p != "-"]
+    for path, problem, (kind, payload) in _screen_all(discover(paths, settings.exclude), args.jobs):
         run.files_seen += 1
         progress.tick(run.files_seen)
         if problem:
@@ -135,7 +194,7 @@ def _collect(args, fix: bool) -> Run:
             except FileError as exc:
                 run.errors.append((str(path), str(exc)))
     progress.done()
-    _analyse(run, fix)
+    _analyse(run, fix, codes)
     names = {n for o in run.outcomes.values() for n in o.decoders}
     if names and others:
         # Files that only call a decoder class defined elsewhere.
@@ -148,7 +207,7 @@ def _collect(args, fix: bool) -> Run:
                     run.inputs[str(path)] = item
             except FileError as exc:
                 run.errors.append((str(path), str(exc)))
-        _analyse(run, fix)
+        _analyse(run, fix, codes)
     return run
 
 
@@ -246,13 +305,14 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _analyse(run: Run, fix: bool) -> Run:
-    if not run.inputs:
+def _analyse(run: Run, fix: bool, codes: Sequence[str]) -> Run:
+    if not run.inputs or not codes:
         return run
     from . import engine  # LibCST is imported only when a file can match
 
     # the selected rules are the only ones that report or rewrite
-    run.outcomes = engine.run({k: v.source for k, v in run.inputs.items()}, fix=fix, select=run.select)
+
+    run.outcomes = engine.run({k: v.source for k, v in run.inputs.items()}, fix=fix, select=codes)
     return run
 
 
@@ -264,7 +324,7 @@ def _diagnostics(run: Run, select: Sequence[str]) -> List[Diagnostic]:
             run.errors.append((key, outcome.error))
             continue
         for f in outcome.findings:
-            if select and not any(f.code.startswith(s) for s in select):
+            if f.code not in select:
                 continue
             line, cell = f.line, None
             if item.notebook is not None:
@@ -287,9 +347,10 @@ def _plural(n: int, word: str) -> str:
 
 
 def cmd_check(args) -> int:
+    settings = resolve_settings(args)
     with_edits = args.format == "json"  # JSON carries each file's fix as a diff; nothing is written
-    run = _collect(args, fix=with_edits)
-    diags = _diagnostics(run, _select(args))
+    run = _collect(args, settings, fix=with_edits)
+    diags = _diagnostics(run, settings.codes)
     fixes = {}
     if with_edits:
         for key, outcome in run.outcomes.items():
@@ -313,17 +374,19 @@ def cmd_check(args) -> int:
 
 
 def cmd_rewrite(args) -> int:
-    run = _collect(args, fix=True)
-    diags = _diagnostics(run, _select(args))
+    settings = resolve_settings(args)
+    run = _collect(args, settings, fix=True)
+    diags = _diagnostics(run, settings.codes)
     changed = 0
     manual = [d for d in diags if not d.fixable]
     out = sys.stdout
     stdin = args.paths == ["-"]
+    stdin_out = None  # what replaces an editor's buffer: the input itself unless a fix succeeds
+    if stdin and run.stdin is not None:
+        stdin_out = run.stdin[1]
     for key, outcome in sorted(run.outcomes.items()):
         item = run.inputs[key]
         if outcome.new_source is None:
-            if stdin and not args.diff:
-                out.write(item.source)
             continue
         try:
             new_bytes = item.render(outcome.new_source)
@@ -335,7 +398,7 @@ def cmd_rewrite(args) -> int:
             changed += 1
             continue
         if stdin:
-            out.buffer.write(new_bytes) if hasattr(out, "buffer") else out.write(new_bytes.decode())
+            stdin_out = new_bytes
             changed += 1
             continue
         try:
@@ -344,6 +407,8 @@ def cmd_rewrite(args) -> int:
             run.errors.append((key, str(exc)))
             continue
         changed += 1
+    if stdin_out is not None and not args.diff:
+        _write_stdout(stdin_out)
     if not args.quiet and not stdin and not args.diff:
         for d in diags:
             prefix = "fixed" if d.fixable else "needs manual work"
@@ -377,10 +442,26 @@ def _unified(item: Input, new: str) -> str:
     return text
 
 
-def _select(args) -> List[str]:
-    if args.select:
-        return [s.strip().upper() for s in args.select.split(",") if s.strip()]
-    return [s.upper() for s in load_config(args.paths).get("select", [])]
+def _write_stdout(data: bytes) -> None:
+    """Bytes to stdout as they are, so an editor gets back exactly what it sent when nothing changed."""
+    out = sys.stdout
+    out.flush()
+    if hasattr(out, "buffer"):
+        out.buffer.write(data)
+        out.buffer.flush()
+    else:
+        out.write(data.decode("utf-8", "surrogateescape"))
+
+
+def cmd_rules(args) -> int:
+    if not args.code:
+        sys.stdout.write(listing())
+        return 0
+    code = args.code.strip().upper()
+    if code not in known_codes():
+        raise UsageError(f"unknown code {args.code!r} (known: {', '.join(known_codes())})")
+    sys.stdout.write(explain(code))
+    return 0
 
 
 def cmd_verify(args) -> int:
@@ -409,9 +490,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     def common(p):
-        p.add_argument("paths", nargs="+", metavar="PATH", help="files or directories; - reads standard input")
-        p.add_argument("--stdin-filename", metavar="NAME", help="name to report for standard input")
-        p.add_argument("--select", metavar="CODES", help="comma-separated codes or prefixes to report")
+        p.add_argument("paths", nargs="*", metavar="PATH",
+                       help="files or directories (default: .); - reads standard input")
+        p.add_argument("--stdin-filename", metavar="NAME",
+                       help="name (and place, for the configuration) of the file on standard input; "
+                       "needs - among the paths, or no path at all")
+        p.add_argument("--select", metavar="CODES",
+                       help="comma-separated codes or prefixes to report and fix (replaces the configured list)")
+        p.add_argument("--ignore", metavar="CODES",
+                       help="comma-separated codes or prefixes not to report or fix (added to the configured list)")
         p.add_argument("--exclude", action="append", metavar="GLOB", help="paths to skip (replaces the configured list)")
         p.add_argument("--extend-exclude", action="append", metavar="GLOB", help="paths to skip, in addition")
         p.add_argument("--exit-zero", action="store_true", help="exit 0 even when problems are found")
@@ -421,13 +508,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="report decoders whose cross-attention uses a decoder-side mask")
     common(check)
-    check.add_argument("--format", choices=sorted(FORMATS), default="text")
+    check.add_argument(
+        "--format", choices=sorted(FORMATS), default="text",
+        help="text: path:line:col: CODE message (default); json: one object per finding, with the fix as "
+        "a diff; sarif: SARIF 2.1.0 for code scanning; github: GitHub Actions annotations",
+    )
     check.set_defaults(func=cmd_check)
 
     rewrite = sub.add_parser("rewrite", help="fix them in place and thread encoder_padding_mask to call sites")
     common(rewrite)
     rewrite.add_argument("--diff", action="store_true", help="print a unified diff; write nothing")
     rewrite.set_defaults(func=cmd_rewrite)
+
+    rules = sub.add_parser("rules", help="list the codes, or explain one (maskfix rules MF001)")
+    rules.add_argument("code", nargs="?", metavar="CODE", help="the code to explain")
+    rules.set_defaults(func=cmd_rules)
 
     verify = sub.add_parser("verify", help="run black-box mask probes on a decoder layer (needs Keras)")
     from .verify import add_arguments as verify_arguments  # imports no Keras
@@ -442,9 +537,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # argparse stops collecting PATHs at the first option; take the ones after it too.
+        if args.command not in ("check", "rewrite") or any(e.startswith("-") and e != "-" for e in extra):
+            parser.parse_args(argv)  # reports the unknown argument and exits 2
+        args.paths = list(args.paths) + extra
+    if args.command in ("check", "rewrite") and not args.paths:
+        args.paths = ["-"] if args.stdin_filename is not None else ["."]
     try:
         return args.func(args)
+    except UsageError as exc:
+        print(f"maskfix: error: {exc}", file=sys.stderr)
+        if args.command == "rewrite" and "-" in args.paths and not args.diff:
+            # An editor replaces its buffer with stdout: hand the text back unchanged.
+            _write_stdout(sys.stdin.buffer.read())
+        return 2
     except KeyboardInterrupt:
         print("maskfix: interrupted", file=sys.stderr)
         return 130

@@ -8,6 +8,7 @@ decoder defined in one file is followed to the files that call it.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
@@ -199,22 +200,33 @@ def _syntax_reason(exc: cst.ParserSyntaxError, source: str) -> str:
     return f"syntax error at line {exc.raw_line}, column {exc.raw_column + 1}"
 
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
 class _View:
     """Positions and line texts of one parsed source."""
 
     def __init__(self, u: _Unit):
         self.pos = MetadataWrapper(u.module, unsafe_skip_copy=True).resolve(PositionProvider)
-        self.lines = u.source.splitlines()
+        self.lines = _LINE_BREAK.split(u.source)  # LibCST's line breaks, not str.splitlines's
 
     def where(self, node):
         start = self.pos[node].start
         return start.line, start.column + 1
 
     def suppressed(self, code, *nodes) -> bool:
+        """``# noqa`` (or ``# noqa: CODE``) on a line one of ``nodes`` spans.
+
+        A compound statement (``class``, ``def``, ``if``) counts by its first line only,
+        so a ``# noqa`` inside a class body does not silence the whole class.
+        """
         for n in nodes:
-            line = self.pos[n].start.line
-            if 0 < line <= len(self.lines) and suppressed(self.lines[line - 1], code):
-                return True
+            span = self.pos[n]
+            first = span.start.line
+            last = first if isinstance(n, cst.BaseCompoundStatement) else span.end.line
+            for line in range(max(first, 1), min(last, len(self.lines)) + 1):
+                if suppressed(self.lines[line - 1], code):
+                    return True
         return False
 
 

@@ -28,11 +28,18 @@ class FileError(Exception):
 
 
 def _excluded(path: Path, patterns: Sequence[str]) -> bool:
-    text = path.as_posix()
-    return any(
-        fnmatch.fnmatch(path.name, p) or fnmatch.fnmatch(text, p) or fnmatch.fnmatch(text, f"*/{p}")
-        for p in patterns
-    )
+    """``patterns`` as :func:`maskfix.config.exclude_patterns` makes them: a name, or an absolute path glob."""
+    absolute = None
+    for p in patterns:
+        if "/" not in p:
+            if fnmatch.fnmatch(path.name, p):
+                return True
+            continue
+        if absolute is None:
+            absolute = Path(os.path.abspath(path)).as_posix()
+        if fnmatch.fnmatch(absolute, p):
+            return True
+    return False
 
 
 def discover(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator[Tuple[Path, Optional[str]]]:
