@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import re
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,7 +31,7 @@ from .files import (
     write_atomic,
 )
 from .prefilter import might_match
-from .report import FORMATS, Diagnostic, render
+from .report import FORMATS, Diagnostic, Failure, render
 
 
 @dataclass
@@ -326,20 +328,61 @@ def _diagnostics(run: Run, select: Sequence[str]) -> List[Diagnostic]:
         for f in outcome.findings:
             if f.code not in select:
                 continue
-            line, cell = f.line, None
+            line, cell, file_line = f.line, None, None
             if item.notebook is not None:
                 cell, line = item.notebook.locate(f.line)
-            diags.append(Diagnostic(item.display, f.code, f.message, line, f.column, cell, f.fixable))
+                file_line = item.notebook.file_line(cell, line)
+            diags.append(Diagnostic(item.display, f.code, f.message, line, f.column, cell, f.fixable, file_line))
     diags.sort(key=lambda d: (d.path, d.cell or 0, d.line, d.column))
     return diags
 
 
-def _report_errors(run: Run) -> None:
+_SYNTAX_AT = re.compile(r"syntax error at line (\d+), column (\d+)")
+_ON_LINE = re.compile(r"\bon line (\d+)")  # Python's "... does not match ... on line N"
+
+
+def _cell_line(notebook, line: int, cell: int) -> str:
+    try:
+        other, line = notebook.locate(line)
+    except ValueError:
+        return f"on line {line}"
+    return f"on line {line}" if other == cell else f"on cell {other} line {line}"
+
+
+def failures(run: Run) -> List[Failure]:
+    """The files that could not be handled, once each, with the place in the file when known.
+
+    A syntax error in a notebook is reported at ``cell N:line:col``, not at a line of
+    the program maskfix builds from the cells.
+    """
+    out: List[Failure] = []
     seen = set()
     for path, reason in run.errors:
-        if (path, reason) not in seen:
-            seen.add((path, reason))
-            print(f"maskfix: error: {path}: {reason}", file=sys.stderr)
+        if (path, reason) in seen:
+            continue
+        seen.add((path, reason))
+        failure = Failure(path, reason)
+        m = _SYNTAX_AT.search(reason)
+        if m:
+            failure.line, failure.column = int(m.group(1)), int(m.group(2))
+            item = run.inputs.get(path)
+            if item is not None and item.notebook is not None:
+                try:
+                    failure.cell, failure.line = item.notebook.locate(failure.line)
+                    failure.file_line = item.notebook.file_line(failure.cell, failure.line)
+                    rest = _ON_LINE.sub(lambda o: _cell_line(item.notebook, int(o.group(1)), failure.cell),
+                                        reason[m.end():])
+                    failure.reason = reason[: m.start()] + "syntax error" + rest
+                except ValueError:
+                    pass
+        out.append(failure)
+    return out
+
+
+def _report_errors(run: Run) -> None:
+    for f in failures(run):
+        where = f.location() if f.cell is not None else f.path
+        print(f"maskfix: error: {where}: {f.reason}", file=sys.stderr)
 
 
 def _plural(n: int, word: str) -> str:
@@ -355,9 +398,12 @@ def cmd_check(args) -> int:
     if with_edits:
         for key, outcome in run.outcomes.items():
             if outcome.new_source is not None:
-                fixes[run.inputs[key].display] = _unified(run.inputs[key], outcome.new_source)
+                try:
+                    fixes[run.inputs[key].display] = _unified(run.inputs[key], outcome.new_source)
+                except ValueError as exc:  # a notebook the fix cannot be written back into
+                    run.errors.append((key, str(exc)))
     if diags or args.format != "text":
-        sys.stdout.write(render(args.format, diags, fixes=fixes))
+        sys.stdout.write(render(args.format, diags, fixes=fixes, failures=failures(run)))
     _report_errors(run)
     if not args.quiet:
         fixable = sum(d.fixable for d in diags)
@@ -434,12 +480,23 @@ def cmd_rewrite(args) -> int:
 
 
 def _unified(item: Input, new: str) -> str:
+    """A unified diff of the fix. For a notebook, one diff per changed code cell, headed
+    ``a/NAME.ipynb:cell N``, after a line saying how to apply it (``patch`` cannot)."""
     name = item.display
-    diff = difflib.unified_diff(
-        item.source.splitlines(True), new.splitlines(True), fromfile=f"a/{name}", tofile=f"b/{name}"
-    )
-    text = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in diff)
-    return text
+    if item.notebook is None:
+        return _diff_text(item.source, new, f"a/{name}", f"b/{name}")
+    changes = item.notebook.cell_changes(new)
+    if not changes:
+        return ""
+    parts = [f"# {name}: notebook code cells; apply with `maskfix rewrite {shlex.quote(name)}`\n"]
+    for number, old_text, new_text in changes:
+        parts.append(_diff_text(old_text, new_text, f"a/{name}:cell {number}", f"b/{name}:cell {number}"))
+    return "".join(parts)
+
+
+def _diff_text(old: str, new: str, fromfile: str, tofile: str) -> str:
+    diff = difflib.unified_diff(old.splitlines(True), new.splitlines(True), fromfile=fromfile, tofile=tofile)
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in diff)
 
 
 def _write_stdout(data: bytes) -> None:

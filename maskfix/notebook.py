@@ -295,22 +295,56 @@ class Notebook:
         ``new_source`` (a rewrite of it that kept the cell markers)."""
         if new_source == self.source:
             return self._data
-        texts = self._split(new_source)
-        texts = self._restore(texts)
-        edits: list[tuple[int, int, str]] = []
-        for cell, text in zip(self._cells, texts):
-            # The cell had no final line end; the program's last one was ours.
-            no_final_eol = cell.added_newline or not cell.text
-            if no_final_eol and text.endswith("\n") and not text.endswith("\r\n"):
-                text = text[:-1]
-            if text != cell.text:
-                edits.append((cell.span[0], cell.span[1], self._encode_source(cell, text)))
+        edits = [(cell.span[0], cell.span[1], self._encode_source(cell, text))
+                 for cell, text in self._new_texts(new_source) if text != cell.text]
         if not edits:
             return self._data
         out = self._text
         for start, end, raw in sorted(edits, reverse=True):
             out = out[:start] + raw + out[end:]
         return (_BOM if self._bom else b"") + out.encode("utf-8")
+
+    def cell_changes(self, new_source: str) -> list[tuple[int, str, str]]:
+        """``(cell number, old text, new text)`` of each code cell that ``new_source``
+        changes, as :meth:`with_source` would write it: IPython lines restored, no markers."""
+        if new_source == self.source:
+            return []
+        return [(cell.number, cell.text, text) for cell, text in self._new_texts(new_source) if text != cell.text]
+
+    def _new_texts(self, new_source: str) -> list[tuple[_Cell, str]]:
+        texts = self._restore(self._split(new_source))
+        out = []
+        for cell, text in zip(self._cells, texts):
+            # The cell had no final line end; the program's last one was ours.
+            no_final_eol = cell.added_newline or not cell.text
+            if no_final_eol and text.endswith("\n") and not text.endswith("\r\n"):
+                text = text[:-1]
+            out.append((cell, text))
+        return out
+
+    def file_line(self, cell_number: int, line: int) -> int:
+        """The 1-based line of the notebook file (its JSON text) that holds line ``line``
+        of cell ``cell_number``, for tools that show the file itself (code scanning)."""
+        cell = next((c for c in self._cells if c.number == cell_number), None)
+        if cell is None:
+            raise ValueError(f"no code cell {cell_number}")
+        start, end = cell.span
+        offset = start
+        raw = self._text[start:end]
+        if raw.startswith("["):
+            # Find the list item holding the line's first character.
+            wanted = sum(len(ln) for ln in _lines(cell.text)[: max(0, line - 1)])
+            seen, i = 0, _ws(raw, 1)
+            while i < len(raw) and raw[i] != "]":
+                value, j = _DECODER.raw_decode(raw, i)
+                offset = start + i
+                if seen + len(value) > wanted:
+                    break
+                seen += len(value)
+                i = _ws(raw, j)
+                if i < len(raw) and raw[i] == ",":
+                    i = _ws(raw, i + 1)
+        return self._text.count("\n", 0, offset) + 1
 
     def _split(self, new_source: str) -> list[str]:
         marker = re.compile(rf"# {re.escape(self._tag)}: cell (\d+)[ \t]*")
