@@ -143,7 +143,7 @@ class _Progress:
         self.shown = False
         self.last = 0.0
 
-    def tick(self, done: int, what: str = "files") -> None:
+    def tick(self, done: int, what: str = "file") -> None:
         if not self.enabled:
             return
         now = time.monotonic()
@@ -151,7 +151,7 @@ class _Progress:
             return
         self.last = now
         self.shown = True
-        sys.stderr.write(f"\rmaskfix: {done} {what} read\x1b[K")
+        sys.stderr.write(f"\rmaskfix: {_plural(done, what)} read\x1b[K")
         sys.stderr.flush()
 
     def done(self) -> None:

@@ -84,7 +84,10 @@ def test_unknown_code_on_the_command_line_is_an_error(tree, capsys):
 
 def test_toml_reader_is_declared_for_old_pythons():
     """tomllib exists from Python 3.11; before that the configuration needs tomli."""
-    import tomllib
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["requires-python"] == ">=3.9"
@@ -276,3 +279,21 @@ def test_shipped_codes_page_is_generated_from_codes():
     for code in codes.CODES:
         assert f"\n## {code}\n" in shipped  # the anchor help_uri() points at
         assert codes.help_uri(code).endswith(f"codes.md#{code.lower()}")
+
+
+def test_progress_line_says_one_file(monkeypatch):
+    import io
+
+    from maskfix import cli
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    fake = Tty()
+    monkeypatch.setattr(sys, "stderr", fake)
+    monkeypatch.delenv("CI", raising=False)
+    progress = cli._Progress(True)
+    progress.start -= 10
+    progress.tick(1)
+    assert "maskfix: 1 file read" in fake.getvalue()

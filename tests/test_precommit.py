@@ -5,8 +5,8 @@ use this repository's HEAD; they need PyPI (or a mirror) to install LibCST
 into the hook environment.
 """
 
-import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -114,9 +114,51 @@ def test_rewrite_hook_fixes_the_file_and_fails_the_run(tried):
     assert (repo / "model.py").read_bytes() == (FIXTURE / "after.py").read_bytes()
 
 
+def readme_snippets() -> list:
+    """The YAML blocks of the README's pre-commit section, as a user copies them."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## pre-commit\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    assert len(blocks) == 2, blocks
+    return blocks
+
+
+def test_readme_snippets_are_valid_configs(tmp_path):
+    for i, block in enumerate(readme_snippets()):
+        path = tmp_path / f"config{i}.yaml"
+        path.write_text(block)
+        proc = subprocess.run([sys.executable, "-m", "pre_commit", "validate-config", str(path)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_readme_local_snippet_works_as_written(tmp_path, env):
+    """The ``repo: local`` snippet runs the maskfix installed beside this Python, unchanged."""
+    local = readme_snippets()[1]
+    assert "<" not in local  # no placeholder to fill in
+    repo = new_repo(tmp_path, env, {"model.py": "before.py", "fixed_model.py": "after.py"})
+    (repo / ".pre-commit-config.yaml").write_text(local)
+    env = dict(env, PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]))
+    proc = pre_commit("run", "--files", "model.py", "fixed_model.py", cwd=repo, env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "maskfix" in out and "Failed" in out
+    assert [line for line in out.splitlines() if " MF00" in line] == [
+        line for line in out.splitlines() if line.startswith("model.py:93:13: MF001 [*]")]
+    assert (repo / "model.py").read_bytes() == (FIXTURE / "before.py").read_bytes()
+    # The rewrite variant the comment offers.
+    (repo / ".pre-commit-config.yaml").write_text(local.replace("entry: maskfix check", "entry: maskfix rewrite"))
+    proc = pre_commit("run", "--files", "model.py", cwd=repo, env=env)
+    assert proc.returncode == 1 and "files were modified by this hook" in proc.stdout
+    assert (repo / "model.py").read_bytes() == (FIXTURE / "after.py").read_bytes()
+
+
 def test_installed_hook_blocks_git_commit(tmp_path, env):
+    """The README's pinned snippet, with its two placeholders filled in, installed as a git hook."""
     repo = new_repo(tmp_path, env)
-    config = f"repos:\n-   repo: {json.dumps(str(ROOT))}\n    rev: {_head()}\n    hooks:\n    -   id: maskfix\n"
+    snippet = readme_snippets()[0]
+    assert snippet.count("<URL or path of the maskfix repository>") == 1 and snippet.count("<full commit id>") == 1
+    config = snippet.replace("<URL or path of the maskfix repository>", str(ROOT)).replace("<full commit id>", _head())
     (repo / ".pre-commit-config.yaml").write_text(config)
     git(repo, "add", ".pre-commit-config.yaml", env=env)
     installed = pre_commit("install", cwd=repo, env=env)
