@@ -114,9 +114,15 @@ def selected(uri: str) -> List[str]:
     parsed = urlparse(uri)
     if parsed.scheme != "file":
         return []
-    from .config import load_config
+    from .codes import known_codes
+    from .config import ConfigError, load_config
 
-    return list(load_config([url2pathname(unquote(parsed.path))]).get("select", []))
+    try:
+        config = load_config([url2pathname(unquote(parsed.path))])
+    except ConfigError:
+        return []  # `maskfix check` reports the mistake; here every code stays on
+    chosen = config.select if config.select is not None else known_codes()
+    return [c for c in chosen if c not in config.ignore]
 
 
 def _joined(source) -> str:
