@@ -1,0 +1,80 @@
+"""Layer probes on transformed fixtures: the transformed decoder still fails a probe, and
+maskfix's rewrite of it passes every probe.
+
+One fixture per single-file transformation (rotating over the probed fixtures so that each
+transformation meets a different decoder), one worker process per runtime, as in
+tests/test_fixture_probes.py, whose table of decoder classes this reuses.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("keras")
+
+from harness import FIXTURES, evaluate  # noqa: E402
+from transforms import MAIN, TRANSFORMS  # noqa: E402
+
+from maskfix.verify.runtime import detect_runtime, run_jobs  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("fixture_probes", FIXTURES.parent / "test_fixture_probes.py")
+_probes = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_probes)
+CASES = _probes.CASES
+
+
+def _selection():
+    """[(transform, fixture)]: the first probed fixture, from a rotating start, that the
+    transformation applies to, keeps its verdict, and rewrites in one file."""
+    names = sorted(CASES)
+    out = []
+    for i, transform in enumerate(TRANSFORMS):
+        for k in range(len(names)):
+            fixture = names[(5 * i + k) % len(names)]
+            r = evaluate(fixture, transform)
+            if r.status == "pass" and list(r.files) == [MAIN] and r.fixed[MAIN] != r.files[MAIN]:
+                out.append((transform, fixture))
+                break
+    return out
+
+
+SELECTION = _selection()
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """{(transform, fixture, 'before'|'after'): [probe dicts]}, one worker per runtime."""
+    tmp = tmp_path_factory.mktemp("metamorphic_probes")
+    groups = {}
+    for transform, fixture in SELECTION:
+        r = evaluate(fixture, transform)
+        cls, init, modes = CASES[fixture]
+        for which, text in (("before", r.files[MAIN]), ("after", r.fixed[MAIN])):
+            path = tmp / f"{fixture}__{transform}__{which}.py"
+            path.write_text(text)
+            job = {"path": str(path), "tasks": [{"kind": "layer_probes", "layer": cls, "init": init, "modes": modes}]}
+            groups.setdefault(detect_runtime(text).label, []).append(((transform, fixture, which), job, text))
+    out = {}
+    for items in groups.values():
+        done = run_jobs(detect_runtime(items[0][2]), [job for _, job, _ in items])
+        for (key, _, _), job in zip(items, done["jobs"]):
+            assert "error" not in job, (key, job.get("error"))
+            task = job["tasks"][0]
+            assert "error" not in task, (key, task.get("error"))
+            out[key] = task["probes"]
+    return out
+
+
+def test_the_selection_covers_most_transformations():
+    assert len(SELECTION) >= 10
+
+
+@pytest.mark.parametrize("transform,fixture", SELECTION)
+def test_transformed_decoder_fails_and_its_rewrite_passes(results, transform, fixture):
+    before, after = results[(transform, fixture, "before")], results[(transform, fixture, "after")]
+    assert len(after) >= 4
+    assert not all(p["passed"] for p in before), _probes._table(before)
+    assert all(p["passed"] for p in after), _probes._table(after)
