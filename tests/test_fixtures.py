@@ -10,10 +10,16 @@ import pytest
 from maskfix import engine
 from maskfix.layout import width_limit
 from maskfix.prefilter import might_match
+from maskfix.screen import worth_parsing
 
 FIXTURES = Path(__file__).parent / "fixtures"
-VARIANTS = sorted(p.name for p in FIXTURES.iterdir() if (p / "before.py").exists())
+ALL_VARIANTS = sorted(p.name for p in FIXTURES.iterdir() if (p / "before.py").exists())
+# Shapes the analysis gets wrong today: an XFAIL file holds the one-line reason.  They run only in
+# test_known_gap, a strict expected failure, so the marker must go once the analysis handles them.
+GAPS = [v for v in ALL_VARIANTS if (FIXTURES / v / "XFAIL").exists()]
+VARIANTS = [v for v in ALL_VARIANTS if v not in GAPS]
 FIXED = [v for v in VARIANTS if (FIXTURES / v / "after.py").exists()]
+HANDWRITTEN = [v for v in ALL_VARIANTS if (FIXTURES / v / "after.py").exists()]
 
 
 def read(variant, name):
@@ -44,9 +50,41 @@ def test_negatives_are_left_alone(variant):
 
 
 def test_there_are_negatives_and_fixes():
-    negatives = [v for v in VARIANTS if v.startswith("neg_")]
+    negatives = [v for v in ALL_VARIANTS if v.startswith("neg_")]
     assert len(negatives) >= 7 and len(FIXED) >= 18
     assert all(expected(v) == [] for v in negatives)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [pytest.param(v, marks=pytest.mark.xfail(strict=True, reason=read(v, "XFAIL").strip())) for v in GAPS],
+)
+def test_known_gap(variant):
+    """Everything the other tests check for a variant, in one test."""
+    before = read(variant, "before.py")
+    assert findings(before) == expected(variant)
+    if expected(variant):
+        assert might_match(before.encode()) and worth_parsing(before)
+    if variant in HANDWRITTEN:
+        after = read(variant, "after.py")
+        assert engine.rewrite_source(before) == after
+        assert engine.rewrite_source(after) == after and engine.check_source(after) == []
+    else:
+        assert engine.rewrite_source(before) == before
+
+
+def test_known_gaps_state_a_reason_and_keep_the_conventions():
+    for v in GAPS:
+        reason = read(v, "XFAIL").strip()
+        assert reason and "\n" not in reason, v
+        assert (v in HANDWRITTEN) == any("[*]" in line for line in expected(v)), v
+        if v.startswith("neg_"):
+            assert expected(v) == [] and v not in HANDWRITTEN, v
+
+
+@pytest.mark.parametrize("variant", HANDWRITTEN)
+def test_golden_output_compiles(variant):
+    compile(read(variant, "after.py"), f"{variant}/after.py", "exec")
 
 
 @pytest.mark.parametrize("variant", FIXED)

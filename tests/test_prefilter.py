@@ -12,7 +12,9 @@ from maskfix.prefilter import might_match
 from maskfix.screen import worth_parsing
 
 FIXTURES = Path(__file__).parent / "fixtures"
-VARIANTS = sorted(p.name for p in FIXTURES.iterdir() if (p / "before.py").exists())
+# Variants with an XFAIL marker are known gaps; tests/test_fixtures.py checks their screens.
+VARIANTS = sorted(p.name for p in FIXTURES.iterdir()
+                  if (p / "before.py").exists() and not (p / "XFAIL").exists())
 WITH_FINDINGS = [v for v in VARIANTS if (FIXTURES / v / "expected.txt").read_text().strip()]
 NOTEBOOKS = sorted((FIXTURES / "notebooks").glob("*.ipynb"))
 
