@@ -1,7 +1,8 @@
 """Fixture x transformation combinations the current analysis gets wrong.
 
 The metamorphic tests run these as strict expected failures: once the analysis handles one,
-its test errors (XPASS) until the entry is removed here.  Each transformation keeps what the
+its test errors (XPASS) until the entry is removed here.  `python tests/metamorphic/matrix.py
+--failing` prints today's failures in this format.  Each transformation keeps what the
 program computes, so every entry is a gap in maskfix, not in the fixture.
 """
 
