@@ -25,11 +25,13 @@ from .config import Config, ConfigError, exclude_patterns, load_config
 from .files import (
     FileError,
     SourceFile,
+    check_writable,
     decode_python,
     discover,
     read_bytes,
     write_atomic,
 )
+from .limits import TooDeep
 from .prefilter import might_match
 from .report import FORMATS, Diagnostic, Failure, render
 
@@ -239,7 +241,7 @@ def _screen_file(path: Path) -> Tuple[str, object]:
         from .screen import worth_parsing
 
         return ("parse", raw) if worth_parsing(item.source) else ("other", None)
-    except FileError as exc:
+    except (FileError, TooDeep) as exc:
         return "error", str(exc)
 
 
@@ -259,6 +261,7 @@ def _screen_all(found, jobs: int):
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     # fork: workers inherit the imported modules, so they start in milliseconds.
     methods = multiprocessing.get_all_start_methods()
@@ -277,7 +280,10 @@ def _screen_all(found, jobs: int):
         else:
             if executor is None:
                 executor = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
-            pending.append((list(batch), executor.submit(_screen_chunk, paths)))
+            try:
+                pending.append((list(batch), executor.submit(_screen_chunk, paths)))
+            except BrokenProcessPool:
+                pending.append((list(batch), None))
         batch.clear()
 
     try:
@@ -288,11 +294,57 @@ def _screen_all(found, jobs: int):
         if batch:
             flush()
         for entries, results in pending:
-            results = iter(results if isinstance(results, list) else results.result())
-            yield from _merge(entries, results)
+            if not isinstance(results, list):
+                try:
+                    results = results.result() if results is not None else None
+                except BrokenProcessPool:
+                    results = None
+                if results is None:
+                    # A worker died (a crash in a parser): screen this chunk again, isolated,
+                    # so that only the file it died on is lost.
+                    results = _screen_isolated([p for p, problem in entries if not problem], context)
+            yield from _merge(entries, iter(results))
     finally:
         if executor is not None:
             executor.shutdown()
+
+
+def _screen_isolated(paths: List[Path], context) -> List[Tuple[str, object]]:
+    """Screen ``paths`` in child processes; a file that kills its child is reported, the rest go on."""
+    results: List[Tuple[str, object]] = []
+    while len(results) < len(paths):
+        reader, writer = context.Pipe(duplex=False)
+        child = context.Process(target=_screen_into, args=(paths[len(results):], writer), daemon=True)
+        child.start()
+        writer.close()
+        try:
+            while True:
+                results.append(reader.recv())
+        except EOFError:
+            pass
+        finally:
+            reader.close()
+        child.join()
+        if len(results) < len(paths):
+            results.append(("error", f"cannot parse: the process screening it crashed ({_death(child.exitcode)})"))
+    return results
+
+
+def _screen_into(paths: List[Path], writer) -> None:
+    for path in paths:
+        writer.send(_screen_file(path))
+    writer.close()
+
+
+def _death(exitcode: Optional[int]) -> str:
+    if exitcode is not None and exitcode < 0:
+        import signal
+
+        try:
+            return signal.Signals(-exitcode).name
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit status {exitcode}"
 
 
 def _merge(found, results):
@@ -325,6 +377,7 @@ def _diagnostics(run: Run, select: Sequence[str]) -> List[Diagnostic]:
         if outcome.error:
             run.errors.append((key, outcome.error))
             continue
+        run.errors.extend((key, note) for note in getattr(outcome, "not_analysed", ()))
         for f in outcome.findings:
             if f.code not in select:
                 continue
@@ -405,12 +458,13 @@ def cmd_check(args) -> int:
     if diags or args.format != "text":
         sys.stdout.write(render(args.format, diags, fixes=fixes, failures=failures(run)))
     _report_errors(run)
+    _warn_if_nothing_found(run, args.quiet)
     if not args.quiet:
         fixable = sum(d.fixable for d in diags)
         if diags:
             summary = f"Found {_plural(len(diags), 'problem')} ({fixable} fixable with `maskfix rewrite`)"
         else:
-            summary = f"No problems found in {_plural(run.files_seen, 'file')}"
+            summary = f"No problems found in {_plural(_checked(run), 'file')}"
         if run.errors:
             summary += f"; {_plural(len({p for p, _ in run.errors}), 'file')} could not be checked"
         print(summary + ".", file=sys.stderr)
@@ -423,7 +477,8 @@ def cmd_rewrite(args) -> int:
     settings = resolve_settings(args)
     run = _collect(args, settings, fix=True)
     diags = _diagnostics(run, settings.codes)
-    changed = 0
+    changed = set()  # displays of the files written (or diffed)
+    to_write: Dict[str, bytes] = {}
     manual = [d for d in diags if not d.fixable]
     out = sys.stdout
     stdin = args.paths == ["-"]
@@ -441,32 +496,33 @@ def cmd_rewrite(args) -> int:
             continue
         if args.diff:
             out.write(_unified(item, outcome.new_source))
-            changed += 1
+            changed.add(item.display)
             continue
         if stdin:
             stdin_out = new_bytes
-            changed += 1
+            changed.add(item.display)
             continue
-        try:
-            write_atomic(item.path, new_bytes, expected=item.raw)
-        except FileError as exc:
-            run.errors.append((key, str(exc)))
-            continue
-        changed += 1
+        to_write[key] = new_bytes
+    changed.update(run.inputs[k].display for k in _write_together(run, to_write))
+    # A fix counts only where the file was really written: a skipped file keeps its problems.
+    fixed = sum(d.fixable and d.path in changed for d in diags)
     if stdin_out is not None and not args.diff:
         _write_stdout(stdin_out)
     if not args.quiet and not stdin and not args.diff:
         for d in diags:
-            prefix = "fixed" if d.fixable else "needs manual work"
-            print(f"{d.location()}: {d.code} {d.message} ({prefix})")
+            if not d.fixable:
+                state = "needs manual work"
+            else:
+                state = "fixed" if d.path in changed else "not fixed: the file was not written"
+            print(f"{d.location()}: {d.code} {d.message} ({state})")
         for key, outcome in sorted(run.outcomes.items()):
-            for note in dict.fromkeys(outcome.notes) if outcome.new_source is not None else ():
+            for note in dict.fromkeys(outcome.notes) if run.inputs[key].display in changed else ():
                 print(f"{run.inputs[key].display}: encoder_padding_mask threaded: {note}")
     _report_errors(run)
+    _warn_if_nothing_found(run, args.quiet)
     if not args.quiet:
         verb = "Would fix" if args.diff else "Fixed"
-        fixed = sum(d.fixable for d in diags)
-        parts = [f"{verb} {_plural(fixed, 'problem')} in {_plural(changed, 'file')}"]
+        parts = [f"{verb} {_plural(fixed, 'problem')} in {_plural(len(changed), 'file')}"]
         if manual:
             parts.append(f"{_plural(len(manual), 'problem')} need{'s' if len(manual) == 1 else ''} manual work")
         if run.errors:
@@ -477,6 +533,74 @@ def cmd_rewrite(args) -> int:
     if args.exit_zero:
         return 0
     return 1 if changed or manual else 0
+
+
+def _write_together(run: Run, to_write: Dict[str, bytes]) -> List[str]:
+    """Write ``{key: bytes}``; a decoder and the files threading its new parameter go together or not at all.
+
+    A call site given ``encoder_padding_mask=`` breaks when its decoder keeps the
+    old signature, so each group is checked (writable, unchanged) before any of
+    it is written, decoders are written first, and a failure stops the rest of
+    the group.
+    """
+    parent = {k: k for k in run.outcomes}
+
+    def find(k: str) -> str:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for key, outcome in run.outcomes.items():
+        for other in getattr(outcome, "needs", ()):
+            if other in parent:
+                parent[find(key)] = find(other)
+    groups: Dict[str, List[str]] = {}
+    for key in sorted(run.outcomes):
+        if run.outcomes[key].new_source is not None:
+            groups.setdefault(find(key), []).append(key)
+    needed = {n for o in run.outcomes.values() for n in getattr(o, "needs", ())}
+    written: List[str] = []
+    for members in groups.values():
+        members.sort(key=lambda k: (k not in needed, k))  # decoders first
+        failed = [k for k in members if k not in to_write]  # could not even be rendered
+        for key in members:
+            if key in to_write and not failed:
+                try:
+                    check_writable(run.inputs[key].path, run.inputs[key].raw)
+                except FileError as exc:
+                    run.errors.append((key, str(exc)))
+                    failed.append(key)
+        for key in members:
+            if key in failed or key not in to_write:
+                continue
+            if failed:
+                run.errors.append((key, _held_back(run, failed)))
+                continue
+            try:
+                write_atomic(run.inputs[key].path, to_write[key], expected=run.inputs[key].raw)
+            except FileError as exc:
+                run.errors.append((key, str(exc)))
+                failed.append(key)
+                continue
+            written.append(key)
+    return written
+
+
+def _held_back(run: Run, failed: List[str]) -> str:
+    names = ", ".join(run.inputs[k].display for k in failed)
+    return (f"not rewritten: its fix goes with the fix of {names} (a decoder and the calls that pass it "
+            "encoder_padding_mask=), which could not be written")
+
+
+def _warn_if_nothing_found(run: Run, quiet: bool) -> None:
+    if run.files_seen == 0 and not run.errors and not quiet:
+        print("maskfix: warning: No Python files found under the given path(s)", file=sys.stderr)
+
+
+def _checked(run: Run) -> int:
+    """Files really checked: the ones named or found, less those that could not be handled."""
+    return max(run.files_seen - len({p for p, _ in run.errors}), 0)
 
 
 def _unified(item: Input, new: str) -> str:

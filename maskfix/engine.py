@@ -10,11 +10,12 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Set
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
+from . import limits
 from .analysis import DecoderClass, ModuleFacts, analyze_module, find_call_sites, suppressed
 from .factories import Factory, find_factories
 from .rewrite import Edits, Style, apply
@@ -40,6 +41,10 @@ class Outcome:
     error: Optional[str] = None
     notes: List[str] = field(default_factory=list)  # how call sites were threaded
     decoders: List[str] = field(default_factory=list)  # names of buggy decoder classes defined here
+    # Keys of the other sources whose rewrite this one's depends on: a call of a decoder this run
+    # fixes may be given encoder_padding_mask=, so they are written together or not at all.
+    needs: Set[str] = field(default_factory=set)
+    not_analysed: List[str] = field(default_factory=list)  # parts of the source set aside, one line each
 
 
 @dataclass
@@ -50,6 +55,7 @@ class _Unit:
     facts: ModuleFacts
     imported: set
     factories: List[Factory] = field(default_factory=list)
+    hidden: Optional[limits.Hidden] = None  # statements set aside for their nesting depth
 
 
 def _imported_names(module: cst.Module) -> set:
@@ -69,32 +75,62 @@ def run(sources: Dict[str, str], fix: bool = False,
 
     ``select`` (codes or prefixes, default all) chooses the rules that report and fix.
     """
+    return limits.call_with_deep_stack(_run_and_forget, sources, fix, select)
+
+
+def _run_and_forget(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]]) -> Dict[str, Outcome]:
+    timer = limits.FileTimer()
     try:
-        return _run(sources, fix, select)
+        return _run(sources, fix, select, timer)
     finally:
+        timer.close()
         forget_trees()
 
 
-def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]]) -> Dict[str, Outcome]:
+def _load(key: str, source: str):
+    """A parsed and analysed ``_Unit``, or the ``Outcome`` that says why not."""
+    try:
+        hidden = _set_aside_deep_statements(source)
+    except limits.TooDeep as exc:
+        return Outcome(error=str(exc))
+    source = hidden.source
+    try:
+        module = cst.parse_module(source)
+    except cst.ParserSyntaxError as exc:
+        return Outcome(error=f"cannot parse: {_syntax_reason(exc, source)}")
+    except RecursionError:
+        return Outcome(error="cannot parse: nesting too deep")
+    try:
+        index_tree(module)
+        unit = _Unit(key, source, module, analyze_module(module), _imported_names(module), hidden=hidden)
+        unit.factories = find_factories(module)
+    except Exception as exc:  # one file's surprise must not stop the others
+        return Outcome(error=_internal_error(exc))
+    return unit
+
+
+def _set_aside_deep_statements(source: str) -> limits.Hidden:
+    """``source`` made safe for LibCST (see maskfix.limits); TooDeep when it cannot be."""
+    tree = limits.parse_python(source)  # where LibCST's native parser would crash, ast fails cleanly
+    if tree is None:  # a syntax error: LibCST reports it
+        return limits.Hidden(source)
+    return limits.hide_deep_statements(source, tree)
+
+
+def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
+         timer: limits.FileTimer) -> Dict[str, Outcome]:
     outcomes: Dict[str, Outcome] = {}
     units: List[_Unit] = []
     for key, source in sources.items():
         try:
-            module = cst.parse_module(source)
-        except cst.ParserSyntaxError as exc:
-            outcomes[key] = Outcome(error=f"cannot parse: {_syntax_reason(exc, source)}")
-            continue
-        except RecursionError:
-            outcomes[key] = Outcome(error="cannot parse: nesting too deep")
-            continue
-        try:
-            index_tree(module)
-            unit = _Unit(key, source, module, analyze_module(module), _imported_names(module))
-            unit.factories = find_factories(module)
-        except Exception as exc:  # one file's surprise must not stop the others
-            outcomes[key] = Outcome(error=_internal_error(exc))
-            continue
-        units.append(unit)
+            with timer.limit():
+                loaded = _load(key, source)
+        except limits.OutOfTime:
+            loaded = Outcome(error=timer.reason())
+        if isinstance(loaded, Outcome):
+            outcomes[key] = loaded
+        else:
+            units.append(loaded)
 
     exported: Dict[str, DecoderClass] = {}
     for u in units:
@@ -127,6 +163,7 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]]) ->
     flagged: Dict[str, set] = {}
     for u in units:
         outcomes[u.key] = Outcome(decoders=[d.name for d in u.facts.decoders])
+        outcomes[u.key].not_analysed = list(u.hidden.notes) if u.hidden else []
         ctx = contexts[u.key] = Context(
             key=u.key, module=u.module, facts=u.facts, factories=u.factories,
             sites=sites_by_unit[u.key],
@@ -136,7 +173,11 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]]) ->
             notes=outcomes[u.key].notes,
         )
         try:
-            problems[u.key] = found = _kept(ctx, [p for rule in rules for p in rule.check(ctx)])
+            with timer.limit():
+                problems[u.key] = found = _kept(ctx, [p for rule in rules for p in rule.check(ctx)])
+        except limits.OutOfTime:
+            outcomes[u.key] = Outcome(error=timer.reason())
+            continue
         except Exception as exc:
             outcomes[u.key] = Outcome(error=_internal_error(exc))
             continue
@@ -148,27 +189,43 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]]) ->
             continue
         out = outcomes[u.key]
         try:
-            edits = Edits()
-            ctx = contexts[u.key]
-            found = problems[u.key]
-            for rule in rules:
-                mine = is_selected(rule.code, select)
-                found += _kept(ctx, rule.follow(ctx, flagged, edits if mine else Edits()))
-            style = Style(u.module)
-            for p in sorted(found, key=lambda p: (ctx.where(u.key, p.node), p.code)):
-                if not is_selected(p.code, select):
-                    continue
-                line, col = ctx.where(u.key, p.node)
-                out.findings.append(Finding(p.code, p.message, line, col, fixable=p.fix is not None))
-                if p.fix is not None:
-                    p.fix(edits, style)
-            if fix and edits:
-                new = apply(u.module, edits).code
-                if new != u.source:
-                    out.new_source = new
+            with timer.limit():
+                edits = Edits()
+                ctx = contexts[u.key]
+                found = problems[u.key]
+                for rule in rules:
+                    mine = is_selected(rule.code, select)
+                    found += _kept(ctx, rule.follow(ctx, flagged, edits if mine else Edits()))
+                style = Style(u.module)
+                for p in sorted(found, key=lambda p: (ctx.where(u.key, p.node), p.code)):
+                    if not is_selected(p.code, select):
+                        continue
+                    line, col = ctx.where(u.key, p.node)
+                    out.findings.append(Finding(p.code, p.message, line, col, fixable=p.fix is not None))
+                    if p.fix is not None:
+                        p.fix(edits, style)
+                if fix and edits:
+                    new = apply(u.module, edits).code
+                    if new != u.source:
+                        out.new_source = u.hidden.restore(new) if u.hidden else new
+        except limits.OutOfTime:
+            outcomes[u.key] = Outcome(error=timer.reason())
         except Exception as exc:
             outcomes[u.key] = Outcome(error=_internal_error(exc))
+    _link_decoders_to_callers(units, sites_by_unit, flagged, outcomes)
     return outcomes
+
+
+def _link_decoders_to_callers(units, sites_by_unit, flagged, outcomes: Dict[str, Outcome]) -> None:
+    """``Outcome.needs``: a source changed by this run that calls a decoder this run fixes in another."""
+    home = {id(d): u.key for u in units for d in u.facts.decoders}
+    fixed = flagged.get("MF001", set())
+    for u in units:
+        out = outcomes[u.key]
+        if out.new_source is None:
+            continue
+        out.needs = {home[id(s.decoder)] for s in sites_by_unit[u.key]
+                     if id(s.decoder) in fixed and home.get(id(s.decoder), u.key) != u.key}
 
 
 def _kept(ctx: Context, problems) -> List[Problem]:

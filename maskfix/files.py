@@ -61,6 +61,15 @@ def discover(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator[Tupl
             yield root, "no such file or directory"
             continue
         if not root.is_dir():
+            try:
+                st = os.stat(root)
+            except OSError as exc:
+                yield root, _link_problem(exc) if os.path.islink(root) else f"cannot read: {exc.strerror or exc}"
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                # Named explicitly or not, a FIFO or device would block or never end when read.
+                yield root, "not a regular file"
+                continue
             real = os.path.realpath(root)
             if real not in seen:
                 seen.add(real)
@@ -165,14 +174,9 @@ def decode_python(path: Path, raw: bytes) -> SourceFile:
     return SourceFile(path, raw, text, encoding)
 
 
-def write_atomic(path: Path, data: bytes, expected: bytes) -> None:
-    """Replace ``path`` with ``data`` unless it changed since it was read as ``expected``.
-
-    The new content goes to a temporary file in the same folder, takes the
-    old file's permission bits, and is moved over the old one in one step, so
-    a crash leaves either the old file or the new one, never a mix.
-    """
-    path = Path(os.path.realpath(path))  # write through a symlink, never over it
+def check_writable(path: Path, expected: bytes) -> os.stat_result:
+    """Raise FileError unless ``path`` still holds ``expected`` and may be replaced."""
+    path = Path(os.path.realpath(path))
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -181,6 +185,20 @@ def write_atomic(path: Path, data: bytes, expected: bytes) -> None:
         raise FileError("file is read-only; not rewritten")
     if read_bytes(path) != expected:
         raise FileError("file changed while maskfix was running; not rewritten")
+    if not os.access(os.path.dirname(path) or ".", os.W_OK | os.X_OK):
+        raise FileError("its folder is not writable; not rewritten")
+    return st
+
+
+def write_atomic(path: Path, data: bytes, expected: bytes) -> None:
+    """Replace ``path`` with ``data`` unless it changed since it was read as ``expected``.
+
+    The new content goes to a temporary file in the same folder, takes the
+    old file's permission bits, and is moved over the old one in one step, so
+    a crash leaves either the old file or the new one, never a mix.
+    """
+    path = Path(os.path.realpath(path))  # write through a symlink, never over it
+    st = check_writable(path, expected)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".maskfix")
     try:

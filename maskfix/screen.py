@@ -25,14 +25,17 @@ would be fragile:
   ``self.f(...)``) that itself holds one of those.
 
 A finding kind added to the analysis needs a test here; tests/test_prefilter.py
-checks every fixture with a finding against this screen.  Sources that
-``ast`` cannot parse are kept, so that LibCST reports the error as before.
+checks every fixture with a finding against this screen.  Sources with a
+syntax error are kept, so that LibCST reports the error as before; sources
+nested too deeply for ``ast`` raise ``limits.TooDeep`` (LibCST would crash).
 """
 
 from __future__ import annotations
 
 import ast
 from typing import Dict, Iterator, List, Set
+
+from .limits import parse_python
 
 MHA = "MultiHeadAttention"
 _MASK_KEYWORDS = {"attention_mask", "use_causal_mask"}
@@ -44,9 +47,8 @@ _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 def worth_parsing(source: str) -> bool:
     """False only when no maskfix finding can be defined in ``source``."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    tree = parse_python(source)  # TooDeep when Python's parser gives up: LibCST's would crash
+    if tree is None:
         return True
     # Walking a class is costly: only classes whose lines hold the word are walked.
     mha, compute_mask = _lines_with(source, MHA), _lines_with(source, "compute_mask")

@@ -72,6 +72,35 @@ def error_lines(err):
 # one tree with every kind of trouble
 
 
+DECODER_HINT = "import keras\n\n\nclass A:\n    def __init__(self):\n        self.a = keras.layers.MultiHeadAttention(2, 4)\n\n\n"
+
+
+def long_chains() -> dict:
+    """Valid files whose one long statement is deeper than the analysis walks; each also holds a real MF001."""
+    raw = fixture("raw_mask").decode()
+    return {
+        "chain_plus.py": raw + "\nZ = " + " + ".join(["1"] * 500) + "\n",
+        "chain_call.py": raw + "\nZ = f" + "(1)" * 2_000 + "  # a comment\n\n\ndef g():\n    return [" + "[" * 198 + "]" * 198 + "]\n",
+        "nested_list.py": raw + "\nZ = " + "[" * 140 + "]" * 140 + "\n",
+    }
+
+
+def huge_chains() -> dict:
+    """So long that Python's own parser gives up (CPython 3.11): reported, never handed to LibCST."""
+    return {
+        "huge_call.py": DECODER_HINT + "Z = f" + "(1)" * 50_000 + "\n",
+        "huge_plus.py": DECODER_HINT + "Z = " + " + ".join(["1"] * 100_000) + "\n",
+    }
+
+
+def deep_sources(n: int = 20_000) -> dict:
+    """Files that pass both screens and nest ``n`` deep; the decoder hint sends them to the parser."""
+    return {
+        "deep_not.py": DECODER_HINT + "Z = " + "not " * n + "x\n",
+        "deep_minus.py": DECODER_HINT + "Z = " + "-" * n + "x\n",
+    }
+
+
 @pytest.fixture
 def messy(tmp_path):
     """A tree mixing fixable files with files maskfix must report and leave alone."""
@@ -129,6 +158,10 @@ def messy(tmp_path):
     errors[tree / "broken.ipynb"] = "invalid notebook"
     os.mkfifo(tree / "pipe.py")
     errors[tree / "pipe.py"] = "not a regular file"
+    # valid Python nested deeper than any parser's stack: LibCST's native parser would crash
+    for name, text in deep_sources().items():
+        (tree / name).write_text(text)
+        errors[tree / name] = "cannot parse: expression nested too deeply"
 
     # links
     os.symlink("loop_b.py", tree / "loop_a.py")
@@ -385,7 +418,17 @@ def test_killed_runs_leave_every_file_old_or_new(tmp_path):
 # no false alarms on the real thing
 
 
-SITE = Path(sysconfig.get_paths()["purelib"])
+def _site(package: str) -> Path:
+    """The folder ``package`` is installed in (a venv may see it from the system site-packages)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return Path(sysconfig.get_paths()["purelib"])
+    return Path(list(spec.submodule_search_locations)[0]).parent
+
+
+SITE = _site("keras")
 PACKAGES = ["keras", "tf_keras", "tensorflow", "keras_hub"]
 
 
@@ -419,3 +462,199 @@ def test_no_findings_in_installed_keras_packages(tmp_path):
     assert engine.check_source(decoder.read_text()) == []
     proc = subprocess.run([sys.executable, "-m", "maskfix", "check", "-q", str(copy)], capture_output=True, text=True)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+
+
+# --------------------------------------------------------------------------
+# honest reports: what was not checked or not written is never counted as done
+
+
+def test_fifo_named_explicitly_is_an_error_not_a_hang(tmp_path, capsys):
+    os.mkfifo(tmp_path / "pipe.py")
+    (tmp_path / "good.py").write_bytes(fixture("raw_mask"))
+    code, out, err = run(["check", str(tmp_path / "pipe.py"), str(tmp_path / "good.py")], capsys)
+    assert code == 2 and "MF001" in out
+    assert error_lines(err) == [f"maskfix: error: {tmp_path / 'pipe.py'}: not a regular file"]
+
+
+def test_missing_file_is_not_counted_as_checked(tmp_path, capsys):
+    code, out, err = run(["check", str(tmp_path / "nope.py")], capsys)
+    assert code == 2
+    assert error_lines(err) == [f"maskfix: error: {tmp_path / 'nope.py'}: no such file or directory"]
+    assert "No problems found in 0 files; 1 file could not be checked." in err
+
+
+def test_empty_folder_warns(tmp_path, capsys):
+    for command in ("check", "rewrite"):
+        code, out, err = run([command, str(tmp_path)], capsys)
+        assert (code, out) == (0, "")
+        assert "maskfix: warning: No Python files found under the given path(s)" in err.splitlines()
+    assert run(["check", "-q", str(tmp_path)], capsys) == (0, "", "")
+
+
+def test_a_file_not_written_is_not_reported_fixed(tmp_path, capsys):
+    (tmp_path / "ro.py").write_bytes(fixture("raw_mask"))
+    os.chmod(tmp_path / "ro.py", 0o444)
+    code, out, err = run(["rewrite", str(tmp_path)], capsys)
+    assert code == 2 and "(fixed)" not in out
+    assert "MF001" in out and "(not fixed: the file was not written)" in out
+    assert "Fixed 0 problems in 0 files" in err and "read-only" in err
+    assert (tmp_path / "ro.py").read_bytes() == fixture("raw_mask")
+
+
+# --------------------------------------------------------------------------
+# pathological sources: the run survives any single file
+
+
+def test_deeply_nested_files_are_reported_and_the_others_checked(tmp_path):
+    """Before: LibCST's native parser overflowed its stack (exit 139, nothing reported)."""
+    for name, text in deep_sources().items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "good.py").write_bytes(fixture("raw_mask"))
+    for jobs in ("1", "2"):
+        proc = subprocess.run([sys.executable, "-m", "maskfix", "check", "-j", jobs, str(tmp_path)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 2, proc.stderr
+        assert "MF001" in proc.stdout
+        assert sorted(error_lines(proc.stderr)) == [
+            f"maskfix: error: {tmp_path / name}: cannot parse: expression nested too deeply for Python's own parser"
+            for name in ("deep_minus.py", "deep_not.py")
+        ]
+
+
+def test_deep_source_reaching_the_engine_directly_is_an_error():
+    out = engine.run({"deep.py": deep_sources(20_000)["deep_not.py"]})["deep.py"]
+    assert out.error.startswith("cannot parse: expression nested too deeply")
+
+
+def test_a_crashing_screening_worker_costs_only_its_file(tmp_path, capsys, monkeypatch):
+    real = cli._screen_file
+
+    def screen(path):
+        if path.name == "crash.py":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return real(path)
+
+    monkeypatch.setattr(cli, "_screen_file", screen)
+    monkeypatch.setattr(cli, "PARALLEL_MIN_FILES", 0)
+    for i in range(70):  # more than one chunk
+        (tmp_path / f"m{i:02d}.py").write_text("x = 1\n")
+    (tmp_path / "crash.py").write_text("x = 1\n")
+    (tmp_path / "n00.py").write_bytes(fixture("raw_mask"))
+    code, out, err = run(["check", "-j", "2", str(tmp_path)], capsys)
+    assert code == 2 and "n00.py" in out and "MF001" in out
+    assert error_lines(err) == [
+        f"maskfix: error: {tmp_path / 'crash.py'}: cannot parse: the process screening it crashed (SIGSEGV)"]
+    assert "Found 1 problem" in err
+
+
+# --------------------------------------------------------------------------
+# a decoder and the calls that pass it encoder_padding_mask= are written together or not at all
+
+
+def _split_project(root: Path) -> tuple:
+    layer = fixture("book_tf").split(b"def build(")[0]
+    user = (b"from tensorflow import keras\nimport tensorflow as tf\n"
+            b"from layers_mod import PositionalEmbedding, TransformerEncoder, TransformerDecoder\n\n"
+            b"src = keras.Input(shape=(None,), dtype='int64')\n"
+            b"x = PositionalEmbedding(10, 40, 16)(src)\n"
+            b"enc = TransformerEncoder(16, 32, 2)(x)\n"
+            b"tgt = keras.Input(shape=(None,), dtype='int64')\n"
+            b"y = PositionalEmbedding(10, 40, 16)(tgt)\n"
+            b"y = TransformerDecoder(16, 32, 2)(y, enc)\n")
+    (root / "layers_mod.py").write_bytes(layer)
+    (root / "train.py").write_bytes(user)
+    return layer, user
+
+
+@pytest.mark.parametrize("trouble", ["read-only", "changed"])
+def test_call_sites_are_not_threaded_when_the_decoder_cannot_be_written(tmp_path, capsys, monkeypatch, trouble):
+    layer, user = _split_project(tmp_path)
+    (tmp_path / "other.py").write_bytes(fixture("raw_mask"))  # an unrelated fix still lands
+    if trouble == "read-only":
+        os.chmod(tmp_path / "layers_mod.py", 0o444)
+    else:
+        real = cli.check_writable
+
+        def edit_then_check(path, expected):
+            if Path(path).name == "layers_mod.py":
+                with open(path, "ab") as fh:
+                    fh.write(b"# edited meanwhile\n")
+            return real(path, expected)
+
+        monkeypatch.setattr(cli, "check_writable", edit_then_check)
+    code, out, err = run(["rewrite", str(tmp_path)], capsys)
+    assert code == 2
+    assert (tmp_path / "train.py").read_bytes() == user  # no encoder_padding_mask= for the old signature
+    assert (tmp_path / "layers_mod.py").read_bytes().startswith(layer)
+    assert (tmp_path / "other.py").read_bytes() == golden("raw_mask")
+    lines = error_lines(err)
+    assert len(lines) == 2
+    assert lines[0].startswith(f"maskfix: error: {tmp_path / 'layers_mod.py'}: ")
+    assert lines[1] == (f"maskfix: error: {tmp_path / 'train.py'}: not rewritten: its fix goes with the fix of "
+                        f"{tmp_path / 'layers_mod.py'} (a decoder and the calls that pass it "
+                        "encoder_padding_mask=), which could not be written")
+    assert "encoder_padding_mask threaded" not in out
+    assert "Fixed 1 problem in 1 file" in err
+
+
+def test_a_decoder_and_its_callers_in_other_files_are_written_together(tmp_path, capsys):
+    layer, user = _split_project(tmp_path)
+    code, out, err = run(["rewrite", str(tmp_path)], capsys)
+    assert code == 1, err
+    assert b"encoder_padding_mask=None" in (tmp_path / "layers_mod.py").read_bytes()
+    assert b"encoder_padding_mask=encoder_padding_mask" in (tmp_path / "train.py").read_bytes()
+    assert f"{tmp_path / 'train.py'}: encoder_padding_mask threaded" in out
+
+
+def test_long_chains_cost_only_their_statement(tmp_path, capsys):
+    """Before: "internal error: RecursionError" lost the MF001, or the run took minutes."""
+    for name, text in long_chains().items():
+        (tmp_path / name).write_text(text)
+    code, out, err = run(["check", str(tmp_path)], capsys)
+    flagged = sorted(line.split(":", 1)[0] for line in out.splitlines() if "MF001" in line)
+    assert flagged == sorted(str(tmp_path / n) for n in long_chains())
+    assert sorted(error_lines(err)) == [
+        f"maskfix: error: {tmp_path / 'chain_call.py'}: line 16 not analysed: an expression nested more than 200 deep",
+        f"maskfix: error: {tmp_path / 'chain_plus.py'}: line 16 not analysed: an expression nested more than 200 deep",
+    ]
+    assert code == 2
+
+    # the rewrite fixes the rest and keeps the statement it could not analyse byte for byte
+    code, out, err = run(["rewrite", str(tmp_path)], capsys)
+    assert code == 2 and "Fixed 3 problems in 3 files" in err
+    for name, text in long_chains().items():
+        new = (tmp_path / name).read_text()
+        assert "encoder_padding_mask" in new
+        assert new.replace(golden("raw_mask").decode(), "") == text.replace(fixture("raw_mask").decode(), "")
+    assert run(["rewrite", str(tmp_path)], capsys)[2].count("Fixed 0 problems") == 1
+
+
+def test_chains_too_long_for_python_are_reported_quickly(tmp_path, capsys):
+    for name, text in huge_chains().items():
+        (tmp_path / name).write_text(text)
+    code, out, err = run(["check", str(tmp_path)], capsys)
+    assert code == 2 and out == ""
+    assert sorted(error_lines(err)) == [
+        f"maskfix: error: {tmp_path / name}: cannot parse: expression nested too deeply for Python's own parser"
+        for name in sorted(huge_chains())
+    ]
+
+
+def test_a_file_that_takes_too_long_is_stopped_and_the_others_go_on(tmp_path, capsys, monkeypatch):
+    from maskfix import limits
+
+    (tmp_path / "good.py").write_bytes(fixture("raw_mask"))
+    (tmp_path / "slow.py").write_bytes(fixture("raw_mask").replace(b"class Decoder", b"class Slow"))
+    real = engine.analyze_module
+
+    def analyse(module):
+        while "Slow" in module.code:  # as if the analysis never ended on this file
+            time.sleep(0.01)
+        return real(module)
+
+    monkeypatch.setattr(engine, "analyze_module", analyse)
+    monkeypatch.setattr(limits, "FILE_SECONDS", 0.5)
+    code, out, err = run(["check", str(tmp_path)], capsys)
+    assert code == 2 and "good.py" in out and "slow.py" not in out
+    assert error_lines(err) == [f"maskfix: error: {tmp_path / 'slow.py'}: analysis stopped after 0.5 s "
+                                "(the time allowed per file); file skipped"]
