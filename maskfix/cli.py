@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,27 +140,67 @@ def _prepare(display: str, path: Optional[Path], raw: bytes) -> Optional[Input]:
 class _Progress:
     """A self-erasing progress line, shown only on a terminal and only for slow runs."""
 
+    DELAY = 0.5  # runs shorter than this never show the line
+
     def __init__(self, enabled: bool):
         self.enabled = enabled and sys.stderr.isatty() and not os.environ.get("CI")
         self.start = time.monotonic()
         self.shown = False
         self.last = 0.0
+        self._lock = threading.Lock()
+        self._pending: Optional[str] = None  # what to show once DELAY has passed
+        self._timer: Optional[threading.Timer] = None
 
     def tick(self, done: int, what: str = "file") -> None:
         if not self.enabled:
             return
         now = time.monotonic()
-        if now - self.start < 0.5 or now - self.last < 0.1:
+        if now - self.start < self.DELAY or now - self.last < 0.1:
             return
+        self.show(f"{_plural(done, what)} read", now)
+
+    def show(self, text: str, now: Optional[float] = None) -> None:
+        """Replace the line with ``text`` (after the first DELAY seconds, on a terminal)."""
+        if not self.enabled:
+            return
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if now - self.start < self.DELAY:
+                # one file can take long on its own: show it when DELAY is over, if still current
+                self._pending = text
+                if self._timer is None:
+                    self._timer = threading.Timer(self.DELAY - (now - self.start), self._show_pending)
+                    self._timer.daemon = True
+                    self._timer.start()
+                return
+            self._pending = None
+            self._write(text, now)
+
+    def _show_pending(self) -> None:
+        with self._lock:
+            if self._pending is not None:
+                self._write(self._pending, time.monotonic())
+                self._pending = None
+
+    def _write(self, text: str, now: float) -> None:
         self.last = now
         self.shown = True
-        sys.stderr.write(f"\rmaskfix: {_plural(done, what)} read\x1b[K")
+        sys.stderr.write(f"\rmaskfix: {text}\x1b[K")
         sys.stderr.flush()
 
+    def analysing(self, done: int, total: int, name: str) -> None:
+        """The engine starts on file ``done + 1`` of ``total``: the line stays up while it works."""
+        self.show(f"analysing {done + 1}/{total}: {name}")
+
     def done(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
+        with self._lock:
+            self._pending = None
+            if self._timer is not None:
+                self._timer.cancel()
+            if self.shown:
+                sys.stderr.write("\r\x1b[K")
+                sys.stderr.flush()
+                self.shown = False
 
 
 def _collect(args, settings: Settings, fix: bool) -> Run:
@@ -197,8 +238,7 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
                     run.inputs[str(path)] = item
             except FileError as exc:
                 run.errors.append((str(path), str(exc)))
-    progress.done()
-    _analyse(run, fix, codes)
+    _analyse(run, fix, codes, progress)
     names = {n for o in run.outcomes.values() for n in o.decoders}
     if names and others:
         # Files that only call a decoder class defined elsewhere.
@@ -211,7 +251,8 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
                     run.inputs[str(path)] = item
             except FileError as exc:
                 run.errors.append((str(path), str(exc)))
-        _analyse(run, fix, codes)
+        _analyse(run, fix, codes, progress)
+    progress.done()
     return run
 
 
@@ -359,14 +400,15 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _analyse(run: Run, fix: bool, codes: Sequence[str]) -> Run:
+def _analyse(run: Run, fix: bool, codes: Sequence[str], progress: Optional[_Progress] = None) -> Run:
     if not run.inputs or not codes:
         return run
     from . import engine  # LibCST is imported only when a file can match
 
     # the selected rules are the only ones that report or rewrite
 
-    run.outcomes = engine.run({k: v.source for k, v in run.inputs.items()}, fix=fix, select=codes)
+    run.outcomes = engine.run({k: v.source for k, v in run.inputs.items()}, fix=fix, select=codes,
+                              progress=progress.analysing if progress is not None else None)
     return run
 
 

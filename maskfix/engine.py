@@ -10,14 +10,14 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Set
+from typing import Callable, Dict, List, Optional, Sequence, Set
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from . import limits
 from .analysis import DecoderClass, ModuleFacts, analyze_module, find_call_sites, suppressed
 from .factories import Factory, find_factories
+from .positions import LazyPositions
 from .rewrite import Edits, Style, apply
 from .rules import Context, Problem, active_rules, is_selected
 from .syntax import forget_trees, index_tree
@@ -70,18 +70,21 @@ def _imported_names(module: cst.Module) -> set:
 
 
 def run(sources: Dict[str, str], fix: bool = False,
-        select: Optional[Sequence[str]] = None) -> Dict[str, Outcome]:
+        select: Optional[Sequence[str]] = None,
+        progress: Optional[Callable[[int, int, str], None]] = None) -> Dict[str, Outcome]:
     """Analyse ``{key: source}`` together; rewrite when ``fix``.
 
     ``select`` (codes or prefixes, default all) chooses the rules that report and fix.
+    ``progress(done, total, key)`` is called as each source's parsing and analysis starts.
     """
-    return limits.call_with_deep_stack(_run_and_forget, sources, fix, select)
+    return limits.call_with_deep_stack(_run_and_forget, sources, fix, select, progress)
 
 
-def _run_and_forget(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]]) -> Dict[str, Outcome]:
+def _run_and_forget(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
+                    progress=None) -> Dict[str, Outcome]:
     timer = limits.FileTimer()
     try:
-        return _run(sources, fix, select, timer)
+        return _run(sources, fix, select, timer, progress)
     finally:
         timer.close()
         forget_trees()
@@ -118,10 +121,12 @@ def _set_aside_deep_statements(source: str) -> limits.Hidden:
 
 
 def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
-         timer: limits.FileTimer) -> Dict[str, Outcome]:
+         timer: limits.FileTimer, progress=None) -> Dict[str, Outcome]:
     outcomes: Dict[str, Outcome] = {}
     units: List[_Unit] = []
-    for key, source in sources.items():
+    for done, (key, source) in enumerate(sources.items()):
+        if progress is not None:
+            progress(done, len(sources), key)
         try:
             with timer.limit():
                 loaded = _load(key, source)
@@ -264,7 +269,8 @@ class _View:
     """Positions and line texts of one parsed source."""
 
     def __init__(self, u: _Unit):
-        self.pos = MetadataWrapper(u.module, unsafe_skip_copy=True).resolve(PositionProvider)
+        # only the statements holding reported nodes are laid out: linear in the file's size
+        self.pos = LazyPositions(u.module, u.hidden.tree if u.hidden else None)
         self.lines = _LINE_BREAK.split(u.source)  # LibCST's line breaks, not str.splitlines's
 
     def where(self, node):

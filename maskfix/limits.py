@@ -97,6 +97,7 @@ class Hidden:
     """Statements set aside before LibCST sees them, and how to put them back."""
 
     source: str  # the source with each hidden statement replaced by a placeholder
+    tree: Optional[ast.Module] = None  # Python's own tree of the original source
     originals: List[Tuple[str, str, int]] = field(default_factory=list)  # (marker, original text, lines)
     notes: List[str] = field(default_factory=list)  # one line per hidden statement
 
@@ -123,7 +124,7 @@ def hide_deep_statements(source: str, tree: ast.Module, limit: int = MAX_DEPTH) 
     ``Hidden.restore`` puts the original text back after a rewrite.  Raises
     TooDeep when a deep statement does not own its lines (``x = 1; <deep>``).
     """
-    hidden = Hidden(source)
+    hidden = Hidden(source, tree)
     deep: List[ast.stmt] = []
     stack: List[ast.stmt] = list(reversed(tree.body))
     while stack:

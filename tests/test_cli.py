@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,29 @@ def test_progress_line_only_on_a_terminal(monkeypatch):
     monkeypatch.setenv("CI", "true")
     monkeypatch.setattr(sys, "stderr", Tty())
     assert not cli._Progress(enabled=True).enabled
+
+
+def test_progress_line_stays_up_while_a_slow_file_is_analysed(tmp_path, monkeypatch):
+    """Before: the line was erased when reading ended, so a long analysis showed nothing."""
+    from maskfix import cli, engine
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    (tmp_path / "big.py").write_bytes((FIXTURES / "raw_mask" / "before.py").read_bytes())
+    real = engine.analyze_module
+
+    def slow(module):
+        time.sleep(0.6)  # well past the delay below
+        return real(module)
+
+    monkeypatch.setattr(engine, "analyze_module", slow)
+    monkeypatch.setattr(cli._Progress, "DELAY", 0.2)
+    monkeypatch.delenv("CI", raising=False)
+    fake = Tty()
+    monkeypatch.setattr(sys, "stderr", fake)
+    assert cli.main(["check", str(tmp_path)]) == 1
+    text = fake.getvalue()
+    assert f"\rmaskfix: analysing 1/1: {tmp_path / 'big.py'}\x1b[K" in text
+    assert text.index("analysing") < text.index("\r\x1b[K") < text.index("Found 1 problem")

@@ -1,0 +1,48 @@
+"""Positions resolved per statement match LibCST's positions over the whole module."""
+
+import ast
+from pathlib import Path
+
+import libcst as cst
+import pytest
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from maskfix import limits
+from maskfix.positions import LazyPositions
+from maskfix.syntax import forget_trees, index_tree
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+ODD = [
+    "# -*- coding: utf-8 -*-\n# header\n\n\n@dec  # c\n# between\n@other(\n    1)\n\nclass A(B):\n    x = 1; y = 2\n",
+    "import a; import b\r\nx = (1,\r\n     2)\r\n\r\n\r\nasync def f():\r\n    await g()\r\n# trailing\r\n\r\n",
+    "def f():\n\tif x:\n\t\treturn [\n\t\t\t1]\n\n\n\n# footer comment\n",
+    "x = 1 \\\n    + 2\nif x:\n    pass\nelif y:\n    pass\nelse:\n    z = '''a\nb'''\n",
+    "\n\n\n",
+    "s = 'caf\u00e9'; t = '\u00e9\u00e9'\nclass K:\n    '''doc'''\n    @property\n    def p(self): return 1\n",
+]
+
+
+def _sources():
+    for path in sorted(FIXTURES.glob("*/*.py")):
+        yield path.parent.name + "/" + path.name, path.read_text(encoding="utf-8")
+    for i, text in enumerate(ODD):
+        yield f"odd{i}", text
+    deep = "@dec\nclass A:\n    pass\n\n\nZ = " + " + ".join(["1"] * 300) + "\n\n@dec\ndef f(x=" + "-" * 300 + "y):\n    pass\nW = 1\n"
+    yield "deep", deep
+
+
+@pytest.mark.parametrize("name,source", list(_sources()), ids=[n for n, _ in _sources()])
+def test_lazy_positions_match_the_whole_module(name, source):
+    tree = limits.parse_python(source)
+    hidden = limits.hide_deep_statements(source, tree) if tree is not None else limits.Hidden(source)
+    module = cst.parse_module(hidden.source)
+    index_tree(module)
+    try:
+        whole = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+        lazy = LazyPositions(module, hidden.tree)
+        assert lazy._anchor_lines is not None  # the per-statement path was taken
+        for node, expected in whole.items():
+            assert lazy[node] == expected, (name, type(node).__name__)
+    finally:
+        forget_trees()
