@@ -137,6 +137,7 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
         else:
             units.append(loaded)
 
+    _share_embeddings(units)
     exported: Dict[str, DecoderClass] = {}
     for u in units:
         for d in u.facts.decoders:
@@ -219,6 +220,20 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
             outcomes[u.key] = Outcome(error=_internal_error(exc))
     _link_decoders_to_callers(units, sites_by_unit, flagged, outcomes)
     return outcomes
+
+
+def _share_embeddings(units: List[_Unit]) -> None:
+    """Embedding layers (and the pad id their ``compute_mask`` compares with) imported from another
+    source count as if defined in the importing one, so call sites are traced as within one file."""
+    pad_of: Dict[str, Optional[int]] = {}
+    for u in units:
+        for name in u.facts.embedding_classes:
+            pad_of.setdefault(name, u.facts.pad_id)
+    for u in units:
+        for name in sorted(u.imported & pad_of.keys() - u.facts.embedding_classes):
+            u.facts.embedding_classes.add(name)
+            if u.facts.pad_id is None:
+                u.facts.pad_id = pad_of[name]
 
 
 def _link_decoders_to_callers(units, sites_by_unit, flagged, outcomes: Dict[str, Outcome]) -> None:

@@ -218,3 +218,33 @@ def test_width_ignores_prose_and_a_few_long_lines():
     assert width_limit(code + "# " + "y" * 150 + "\n" + '"""' + "z" * 150 + '"""\n') == 88
     wide = "".join(f"value_{i} = call({', '.join(['argument'] * 12)})\n" for i in range(10))
     assert width_limit(code + wide) == max(len(l) for l in wide.splitlines())
+
+
+def test_cross_file_threading_reads_the_pad_id_of_an_imported_embedding():
+    layer = read("book_tf", "before.py").split("def build(")[0].replace("not_equal(inputs, 0)", "not_equal(inputs, 1)")
+    user = (
+        "from tensorflow import keras\nimport tensorflow as tf\n"
+        "from layers_mod import PositionalEmbedding, TransformerEncoder, TransformerDecoder\n\n"
+        "src = keras.Input(shape=(None,), dtype='int64')\n"
+        "x = PositionalEmbedding(10, 40, 16)(src)\n"
+        "enc = TransformerEncoder(16, 32, 2)(x)\n"
+        "tgt = keras.Input(shape=(None,), dtype='int64')\n"
+        "y = PositionalEmbedding(10, 40, 16)(tgt)\n"
+        "y = TransformerDecoder(16, 32, 2)(y, enc)\n"
+    )
+    out = engine.run({"layers_mod.py": layer, "train.py": user}, fix=True)
+    assert "encoder_padding_mask = tf.math.not_equal(src, 1)" in out["train.py"].new_source
+    assert out["train.py"].notes == ["pad id 1 read from the embedding's compute_mask"]
+
+
+def test_a_subclassed_model_in_another_file_is_threaded_like_in_one_file():
+    source = read("subclassed_model", "before.py")
+    head, model = source.split("class Seq2Seq(")
+    user = "import keras\nfrom keras import layers, ops\nfrom layers_mod import Embed, Decoder\n\n\nclass Seq2Seq(" + model
+    alone = engine.run({"one.py": source}, fix=True)["one.py"]
+    split = engine.run({"layers_mod.py": head, "model.py": user}, fix=True)
+    assert [f.code for f in alone.findings] == ["MF001"]
+    assert [f.code for f in split["layers_mod.py"].findings] == ["MF001"]
+    assert split["model.py"].findings == []  # no MF002: threaded as in one file
+    threaded = alone.new_source.split("class Seq2Seq(")[1]
+    assert split["model.py"].new_source.split("class Seq2Seq(")[1] == threaded
