@@ -487,10 +487,11 @@ class _Apply(cst.CSTTransformer):
         self.e = edits
         self.module = module
         self.unit = module.default_indent
-        self.limit = layout.width_limit(module.code)
+        self.fitter = layout.Fitter(module)
         self.indents: List[int] = [0]
         self.changed: Set[int] = set()  # ids of updated nodes the edits touched
         self.calls: List[List[cst.Call]] = []  # per statement: edited calls, innermost first
+        self.touched: List[bool] = []  # per statement: whether any edit reached inside it
 
     def visit_IndentedBlock(self, node):
         self.indents.append(self.indents[-1] + len(node.indent if node.indent is not None else self.unit))
@@ -506,11 +507,15 @@ class _Apply(cst.CSTTransformer):
             if isinstance(updated, cst.BaseExpression) and isinstance(rep, cst.BaseExpression):
                 rep = rep.with_changes(lpar=updated.lpar, rpar=updated.rpar) if hasattr(rep, "lpar") else rep
             self.changed.add(id(rep))
+            if self.touched:
+                self.touched[-1] = True
             return rep
         return updated
 
     def _mark(self, node):
         self.changed.add(id(node))
+        if self.touched:
+            self.touched[-1] = True
         return node
 
     def leave_Call(self, original, updated):
@@ -536,6 +541,7 @@ class _Apply(cst.CSTTransformer):
 
     def visit_SimpleStatementLine(self, node):
         self.calls.append([])
+        self.touched.append(False)
 
     def leave_If(self, original, updated):
         if id(original) in self.e.replace_statement:
@@ -549,9 +555,10 @@ class _Apply(cst.CSTTransformer):
 
     def leave_SimpleStatementLine(self, original, updated):
         edited = self.calls.pop()
+        touched = self.touched.pop()
         indent = self.indents[-1]
-        if edited:
-            updated = layout.fit_statement(updated, edited[-1], indent, self.unit, self.limit, self.module)
+        if edited or touched:
+            updated = self.fitter.statement(original, updated, indent, edited[-1] if edited else None)
         before = [self._fit(s, indent) for s in self.e.insert_before.get(id(original), [])]
         after = [self._fit(s, indent) for s in self.e.insert_after.get(id(original), [])]
         if not before and not after:
@@ -563,13 +570,13 @@ class _Apply(cst.CSTTransformer):
         return cst.FlattenSentinel([*before, updated, *after])
 
     def _fit(self, stmt, indent):
-        return layout.fit_new(stmt, indent, self.unit, self.limit, self.module)
+        return self.fitter.new(stmt, indent)
 
     def leave_FunctionDef(self, original, updated):
         name = self.e.add_param.get(id(original))
         if name:
             updated = updated.with_changes(params=_add_param(updated.params, name))
-            updated = layout.fit_def(updated, self.indents[-1], self.unit, self.limit, self.module)
+            updated = self.fitter.signature(original, updated, self.indents[-1])
         pre = self.e.prepend.get(id(original))
         if pre and isinstance(updated.body, cst.IndentedBlock):
             body_indent = self.indents[-1] + len(updated.body.indent if updated.body.indent is not None else self.unit)
