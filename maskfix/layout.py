@@ -955,6 +955,10 @@ class _Splitter:
         return [part for part in parts if part]
 
 
+# black's splitting retries many layouts; statements longer than this keep the simpler wrapping
+MAX_STATEMENT = 5000
+
+
 def black_lines(text: str, indent: int, unit: int, limit: int, modern: bool = True) -> Optional[List[Tuple[int, str]]]:
     """black's layout of one statement (or ``def`` header) as ``(extra indent levels, text)`` lines.
 
@@ -962,11 +966,15 @@ def black_lines(text: str, indent: int, unit: int, limit: int, modern: bool = Tr
     columns of that indentation and ``unit`` those of one indentation level.
     None when the statement has a shape this module does not lay out.
     """
+    if len(text) > MAX_STATEMENT:
+        return None
     try:
         leaves = statement_leaves(text)
         lines = _Splitter(indent, unit, limit, modern).lay_out(leaves)
     except Unsupported:
         return None
+    except (RecursionError, MemoryError):
+        return None  # a pathological statement keeps the simpler wrapping rather than cost the fix
     return [(line.depth, line.text()) for line in lines]
 
 
@@ -1007,6 +1015,8 @@ def modern_syntax(source: str) -> bool:
 
 
 def _longest(node: cst.CSTNode, indent: int, module: cst.Module) -> int:
+    if isinstance(node, cst.SimpleStatementLine):
+        node = node.with_changes(leading_lines=())  # comments above are not part of the statement
     text = module.code_for_node(node)
     return max((indent + len(line) for line in text.splitlines() if line.strip()), default=0)
 
