@@ -213,21 +213,24 @@ def target_vocab_size(src_vocab_size=40):
     return src_vocab_size
 
 
-def train(seed=0, n=2000, epochs=10, src_len=10, tgt_len=12, src_vocab_size=40):
-    keras.utils.set_random_seed(seed)
-    enc, dec, tgt = make_corpus(seed, n, src_len, tgt_len, src_vocab_size)
-    model = build_model(src_vocab_size, target_vocab_size(src_vocab_size))
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss="sparse_categorical_crossentropy",
-        weighted_metrics=["accuracy"],
-    )
-    weights = (tgt != PAD_ID).astype("float32")
-    model.fit([enc, dec], tgt, sample_weight=weights, batch_size=64, epochs=epochs,
-              validation_split=0.1)
-    return model
+def train(seed=0, epochs=10, n_pairs=4000):
+    """Train on sentence pairs whose target/source length ratio ranges from 0.5 to 2.
+
+    Batches group pairs of similar source length and are padded to their own longest source and
+    target, so source and target lengths differ from batch to batch, as with real data. The
+    validation set holds pairs of every length ratio and is reported per ratio bucket. The
+    corpus, the batching and the report come from ``maskfix.verify`` (``maskfix[verify]``).
+    """
+    import sys
+
+    from maskfix.verify.command import format_ratio_table
+    from maskfix.verify.training import train_by_ratio
+
+    metrics = train_by_ratio(sys.modules[__name__], seed=seed, epochs=epochs, n_pairs=n_pairs,
+                             report=print)
+    print(format_ratio_table([metrics], ["this model"], metrics["runtime"]))
+    return metrics
 
 
 if __name__ == "__main__":
-    model = train()
-    model.summary()
+    train()

@@ -121,7 +121,7 @@ def call_layer(layer, x, e, dec_mask, enc_mask, mode: str) -> np.ndarray:
     return k.to_numpy(layer(xt, et, **kwargs))
 
 
-def _lengths_mask(lengths, total) -> np.ndarray:
+def lengths_mask(lengths, total) -> np.ndarray:
     return np.arange(total)[None, :] < np.asarray(lengths)[:, None]
 
 
@@ -136,7 +136,7 @@ def probe_encoder_padding_invariance(layer, mode, dim=FEATURE_DIM) -> ProbeResul
     T = S = 6  # equal lengths, so a decoder-shaped cross mask still runs and is judged on values
     enc_len, dec_len = [3, 5], [6, 4]
     x, e = rng.normal(size=(2, T, dim)), rng.normal(size=(2, S, dim))
-    dm, em = _lengths_mask(dec_len, T), _lengths_mask(enc_len, S)
+    dm, em = lengths_mask(dec_len, T), lengths_mask(enc_len, S)
     e2 = np.where(em[..., None], e, rng.normal(scale=5.0, size=e.shape))
     try:
         a = call_layer(layer, x, e, dm, em, mode)
@@ -163,7 +163,7 @@ def probe_full_source_visibility(layer, mode, dim=FEATURE_DIM) -> ProbeResult:
     T = S = 6
     enc_len, dec_len = [3, 5], [6, 6]
     x, e = rng.normal(size=(2, T, dim)), rng.normal(size=(2, S, dim))
-    dm, em = _lengths_mask(dec_len, T), _lengths_mask(enc_len, S)
+    dm, em = lengths_mask(dec_len, T), lengths_mask(enc_len, S)
     e2 = e.copy()
     for row, n in enumerate(enc_len):
         e2[row, n - 1] += rng.normal(scale=3.0, size=dim)
@@ -191,7 +191,7 @@ def probe_decoder_causality(layer, mode, dim=FEATURE_DIM, k=3) -> ProbeResult:
     rng = np.random.default_rng(3)
     T = S = 6
     x, e = rng.normal(size=(2, T, dim)), rng.normal(size=(2, S, dim))
-    dm, em = _lengths_mask([6, 6], T), _lengths_mask([4, 6], S)
+    dm, em = lengths_mask([6, 6], T), lengths_mask([4, 6], S)
     x2 = x.copy()
     x2[:, k:] = rng.normal(scale=3.0, size=x2[:, k:].shape)
     try:
@@ -217,7 +217,7 @@ def probe_unequal_lengths(layer, mode, dim=FEATURE_DIM) -> ProbeResult:
     T = 6
     for S in (T - 2, T + 3):
         x, e = rng.normal(size=(2, T, dim)), rng.normal(size=(2, S, dim))
-        dm, em = _lengths_mask([T, T - 1], T), _lengths_mask([S - 1, 2], S)
+        dm, em = lengths_mask([T, T - 1], T), lengths_mask([S - 1, 2], S)
         try:
             out = call_layer(layer, x, e, dm, em, mode)
         except Exception as exc:  # noqa: BLE001
@@ -229,7 +229,7 @@ def probe_unequal_lengths(layer, mode, dim=FEATURE_DIM) -> ProbeResult:
     return ProbeResult(name, True, f"ran with source lengths {T - 2} and {T + 3} for target length {T}", mode)
 
 
-def _warm_up(layer, dim) -> None:
+def warm_up(layer, dim) -> None:
     """Build the layer on throwaway tensors before probing; raise ValueError if it cannot run.
 
     Keras 3 MultiHeadAttention clears the attached masks of its inputs; on the TensorFlow and
@@ -269,5 +269,5 @@ def run_layer_probes(cls, overrides: Optional[Dict] = None, modes: Iterable[str]
     """
     feature_dim = feature_dim or width_from_overrides(cls, overrides)
     layer = construct_layer(cls, feature_dim, overrides)
-    _warm_up(layer, feature_dim)
+    warm_up(layer, feature_dim)
     return [probe(layer, mode, feature_dim) for mode in modes for probe in LAYER_PROBES]

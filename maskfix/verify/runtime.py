@@ -12,9 +12,10 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 BACKENDS = ("tensorflow", "jax", "torch")
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +70,8 @@ def install_hint(runtime: Runtime, missing: List[str]) -> str:
     if extra:
         hint += (" and " if hint else "install ") + " and ".join(extra) + " (the Keras backend)"
     return f"{', '.join(missing)} not installed for {runtime.label}: {hint}"
+
+
 ALL_RUNTIMES = (TF_KERAS,) + tuple(Runtime("keras3", b) for b in BACKENDS)
 
 
@@ -120,9 +123,10 @@ class Pending:
                  out_path: Path, timeout: float):
         self.runtime, self.proc, self._tmp, self._out, self._timeout = runtime, proc, tmpdir, out_path, timeout
 
-    def result(self) -> dict:
+    def result(self, progress: Optional[Callable[[str], None]] = None) -> dict:
+        """Wait for the worker; ``progress`` gets each progress line it writes meanwhile."""
         try:
-            self.proc.wait(timeout=self._timeout)
+            self._wait(progress)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -144,6 +148,31 @@ class Pending:
         finally:
             self._tmp.cleanup()
 
+    def _wait(self, progress) -> None:
+        if progress is None:
+            self.proc.wait(timeout=self._timeout)
+            return
+        path, seen, deadline = self._out.parent / "progress.txt", 0, time.monotonic() + self._timeout
+        while True:
+            try:
+                self.proc.wait(timeout=0.5)
+                done = True
+            except subprocess.TimeoutExpired:
+                done = False
+                if time.monotonic() > deadline:
+                    raise
+            if path.exists():
+                with open(path, "rb") as f:
+                    f.seek(seen)
+                    data = f.read()
+                # Only whole lines: the worker may be halfway through writing one.
+                complete = data[: data.rfind(b"\n") + 1]
+                seen += len(complete)
+                for line in complete.decode("utf-8", "replace").splitlines():
+                    progress(line)
+            if done:
+                return
+
 
 def start_jobs(runtime: Runtime, jobs: List[dict], threads: Optional[int] = None,
                timeout: float = 600) -> Pending:
@@ -156,7 +185,8 @@ def start_jobs(runtime: Runtime, jobs: List[dict], threads: Optional[int] = None
     with open(Path(tmp.name) / "stderr.txt", "wb") as stderr:
         proc = subprocess.Popen(
             [sys.executable, "-m", "maskfix.verify.worker", str(job_path), str(out_path)],
-            env=runtime.env(threads=threads),
+            env=dict(runtime.env(threads=threads),
+                     MASKFIX_VERIFY_PROGRESS=str(Path(tmp.name) / "progress.txt")),
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
@@ -164,8 +194,8 @@ def start_jobs(runtime: Runtime, jobs: List[dict], threads: Optional[int] = None
 
 
 def run_jobs(runtime: Runtime, jobs: List[dict], threads: Optional[int] = None,
-             timeout: float = 600) -> dict:
-    return start_jobs(runtime, jobs, threads, timeout).result()
+             timeout: float = 600, progress: Optional[Callable[[str], None]] = None) -> dict:
+    return start_jobs(runtime, jobs, threads, timeout).result(progress)
 
 
 def runtime_from_label(label: str) -> Runtime:

@@ -3,7 +3,10 @@
 Runs in a process whose environment already selects the Keras runtime (see ``runtime.py``).
 ``JOBS.json`` holds a list of jobs ``{"path": ..., "tasks": [...]}``; each task is one of
 ``{"kind": "layer_probes", "layer": NAME|None, "init": {...}, "modes": [...]}``,
-``{"kind": "model_probes"}`` or ``{"kind": "train", **train_briefly kwargs}``.
+``{"kind": "model_probes"}``, ``{"kind": "train", **train_briefly kwargs}``,
+``{"kind": "train_ratio", **train_by_ratio kwargs}`` or
+``{"kind": "influence", "layer": NAME|None, "init": {...}}``.
+Progress lines go to the file named by ``$MASKFIX_VERIFY_PROGRESS``, if set.
 The result file mirrors the jobs with per-task results or errors.
 """
 from __future__ import annotations
@@ -27,19 +30,12 @@ def _quiet_frameworks() -> None:
 
 
 def _run_task(loaded, task: dict) -> dict:
-    from maskfix.verify.loader import find_decoder_classes
-
     kind = task["kind"]
     module = loaded.module
     if kind == "layer_probes":
         from maskfix.verify.layer_probes import MODES, run_layer_probes, width_from_overrides
 
-        name = task.get("layer")
-        if name is None:
-            candidates = find_decoder_classes(Path(module.__file__).read_text())
-            if len(candidates) != 1:
-                raise LookupError(f"expected one decoder class, found {candidates}; choose one with --layer")
-            name = candidates[0]
+        name = task.get("layer") or _only_decoder(module)
         cls = getattr(module, name)
         width = width_from_overrides(cls, task.get("init"))
         results = run_layer_probes(cls, task.get("init"), task.get("modes") or MODES, width)
@@ -59,7 +55,42 @@ def _run_task(loaded, task: dict) -> dict:
 
         kwargs = {k: v for k, v in task.items() if k != "kind"}
         return {"kind": kind, "metrics": train_briefly(module, **kwargs), "args": kwargs}
+    if kind == "train_ratio":
+        from maskfix.verify.training import train_by_ratio
+
+        kwargs = {k: v for k, v in task.items() if k != "kind"}
+        return {"kind": kind, "metrics": train_by_ratio(module, report=_progress_sink(), **kwargs)}
+    if kind == "influence":
+        from maskfix.verify.influence import influence_matrices
+
+        name = task.get("layer") or _only_decoder(module)
+        return {"kind": kind, "layer": name,
+                **influence_matrices(getattr(module, name), task.get("init"))}
     raise ValueError(f"unknown task kind {kind!r}")
+
+
+def _only_decoder(module) -> str:
+    from maskfix.verify.loader import find_decoder_classes
+
+    candidates = find_decoder_classes(Path(module.__file__).read_text())
+    if len(candidates) != 1:
+        raise LookupError(f"expected one decoder class, found {candidates}; choose one with --layer")
+    return candidates[0]
+
+
+def _progress_sink():
+    """A function appending a line to the progress file the parent polls, or None."""
+    import os
+
+    path = os.environ.get("MASKFIX_VERIFY_PROGRESS")
+    if not path:
+        return None
+
+    def report(line: str) -> None:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line.replace("\n", " ") + "\n")
+
+    return report
 
 
 def _error(exc: BaseException) -> str:

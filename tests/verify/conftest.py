@@ -9,7 +9,7 @@ import pytest
 
 from maskfix.verify.runtime import ALL_RUNTIMES, start_jobs
 
-from verify_support import JOB_NAMES, extra_job, fixed_example, flavour_of, jobs_for
+from verify_support import JOB_NAMES, extra_jobs, fixed_example, flavour_of, jobs_for
 
 
 class RuntimeResults:
@@ -27,7 +27,7 @@ class RuntimeResults:
             tmp = tmp_path_factory.mktemp(rt.label.replace("/", "_"))
             # One thread each: four workers share the machine.
             self._pending[rt.label] = start_jobs(
-                rt, jobs_for(flavour, fixed[flavour], tmp, extra_job(rt.label, tmp)), threads=1)
+                rt, jobs_for(flavour, fixed[flavour], tmp, extra_jobs(rt.label, fixed[flavour], tmp)), threads=1)
         self._done = {}
 
     def get(self, label: str) -> dict:
@@ -36,7 +36,7 @@ class RuntimeResults:
         return self._done[label]
 
     def task(self, label: str, which: str, kind: str, index: int = 0) -> dict:
-        """The index-th task of a kind for the "original", "fixed", "mutant" or "extra" job."""
+        """The index-th task of a kind for the "original", "fixed", "mutant", "extra" or "repeat" job."""
         job = self.get(label)["jobs"][JOB_NAMES.index(which)]
         assert "error" not in job, job.get("error")
         tasks = [t for t in job["tasks"] if t["kind"] == kind]

@@ -11,6 +11,7 @@ from maskfix.verify.loader import load_definitions
 
 from verify_support import JOB_NAMES, original_example
 
+
 def test_tuple_unpacked_constants_are_loaded(tmp_path):
     path = tmp_path / "consts.py"
     path.write_text("PAD, START = 0, 1\n(A, B), C = (2, 3), 4\n[D, *REST] = [5, 6, 7]\n"
@@ -131,4 +132,3 @@ def test_cli_init_error_goes_to_stderr(capsys):
     assert main(["verify", str(original_example("keras3")), "--init", "nonsense"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "--init expects NAME=VALUE" in err
-

@@ -17,12 +17,10 @@ HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parents[1] / "examples"
 RUNTIME_LABELS = [rt.label for rt in ALL_RUNTIMES]
 
-# Brief training settings shared by the runtimes: tiny model, a few hundred sequences.
-TRAIN = dict(seed=0, epochs=3, n_train=768, n_heldout=128, src_vocab_size=16, embed_dim=32,
-             latent_dim=64, num_heads=2)
-# One training per model keeps the suite short: source shorter than target. Equal lengths and a
-# longer source are trained by bench/verification_report.py; the unequal_lengths probes run both.
-SRC_SHORTER = dict(src_len=8, tgt_len=10)
+# Brief training shared by the runtimes: tiny model, a few hundred pairs of every length ratio in
+# length-bucketed batches. bench/verification_report.py trains longer and bigger.
+TRAIN_RATIO = dict(seed=0, epochs=3, n_pairs=640, per_bucket=32, embed_dim=16, latent_dim=32,
+                   num_heads=2)
 
 
 # A correct decoder (causal self-attention, source padding on the cross-attention) whose width
@@ -53,16 +51,20 @@ class OddDecoder(Decoder):
 """
 
 
-def extra_job(label: str, tmp_path: Path):
-    """A job that rides in one runtime's worker of the session: the width probes (torch)."""
+def extra_jobs(label: str, fixed: Path, tmp_path: Path) -> list:
+    """Jobs that ride in one runtime's worker of the session (torch, the quickest to train): the
+    width probes, and the fixed example's training again, which must give the same figures."""
     if label != "keras3/torch":
-        return None
+        return []
     path = Path(tmp_path) / "wide.py"
     path.write_text(WIDE_DECODERS)
-    return {"path": str(path), "tasks": [
-        {"kind": "layer_probes", "layer": "Decoder", "init": {"dim": 8}},
-        {"kind": "layer_probes", "layer": "OddDecoder", "init": {"n": 8}},
-    ]}
+    return [
+        {"path": str(path), "tasks": [
+            {"kind": "layer_probes", "layer": "Decoder", "init": {"dim": 8}},
+            {"kind": "layer_probes", "layer": "OddDecoder", "init": {"n": 8}},
+        ]},
+        {"path": str(fixed), "tasks": [dict(kind="train_ratio", **TRAIN_RATIO)]},
+    ]
 
 
 def flavour_of(label: str) -> str:
@@ -116,19 +118,17 @@ def no_causal_mutant(fixed: Path, tmp_path: Path) -> Path:
 
 
 # Job names, in the order jobs_for returns them.
-JOB_NAMES = ("original", "fixed", "mutant", "extra")
+JOB_NAMES = ("original", "fixed", "mutant", "extra", "repeat")
 
 
-def jobs_for(flavour: str, fixed: Path, tmp_path: Path, extra: dict = None) -> list:
+def jobs_for(flavour: str, fixed: Path, tmp_path: Path, extra: list = None) -> list:
     """Worker jobs for one runtime: original, fixed, the no-causal mutant of the fixed one, and
-    an optional extra job ``{"path": ..., "tasks": [...]}`` that rides in the same worker."""
+    optional extra jobs ``{"path": ..., "tasks": [...]}`` that ride in the same worker."""
     probes = [{"kind": "layer_probes"}, {"kind": "model_probes"}]
-    train = lambda lengths: dict(kind="train", **TRAIN, **lengths)  # noqa: E731
+    train = [dict(kind="train_ratio", **TRAIN_RATIO), {"kind": "influence"}]
     jobs = [
-        {"path": str(original_example(flavour)), "tasks": probes + [train(SRC_SHORTER)]},
-        {"path": str(fixed), "tasks": probes + [train(SRC_SHORTER)]},
+        {"path": str(original_example(flavour)), "tasks": probes + train},
+        {"path": str(fixed), "tasks": probes + train},
         {"path": str(no_causal_mutant(fixed, tmp_path)), "tasks": probes},
     ]
-    return jobs + ([extra] if extra else [])
-
-
+    return jobs + list(extra or [])
