@@ -230,9 +230,10 @@ def _verify_in(target: Target, options: "Options", out, tmp: Path) -> int:
         from maskfix.verify.plots import plot_influence
 
         panels = [(name, _task(target, job, "influence"))
-                  for name, job in zip((f"{target.display} as written", "rewritten by maskfix"), jobs_done)]
+                  for name, job in zip(("as written", "rewritten by maskfix"), jobs_done)]
         try:
-            plot_influence(panels, Path(options.plot), title=f"{layer} ({result['runtime']})")
+            title = f"{Path(target.display).name}: {layer} ({result['runtime']})"
+            plot_influence(panels, Path(options.plot), title=title)
         except (RuntimeError, OSError) as exc:
             raise CannotVerify(f"--plot {options.plot}: {exc}") from None
         print(f"\nInfluence heatmaps written to {options.plot}", file=out)

@@ -32,6 +32,9 @@ def _save(fig, out: Path) -> None:
     out = Path(out)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=str(out.parent or "."))
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # an ordinary new file, not mkstemp's private one
     try:
         # Fixed metadata: the same figures give the same bytes.
         fig.savefig(tmp, dpi=110, metadata={"Software": None})
