@@ -25,7 +25,6 @@ from .syntax import (
     dotted,
     instance_key,
     is_none,
-    iter_calls,
     iter_nodes,
     keyword_arg,
     last_name,
@@ -34,6 +33,8 @@ from .syntax import (
     self_attr,
     span,
 )
+from .flow.attention import AttentionCall, Attentions, Signature, attention_attributes, attention_calls
+from .flow.reaching import Element, Scope, forget_scopes, param_names, scope_of
 from .trace import index_bodies
 
 # Labels attached to mask expressions by the data-flow walk.
@@ -43,6 +44,7 @@ DEC_MASK_Q = "dec-mask-query"  # the decoder padding mask over the query axis on
 DEC = "dec"  # derived from the decoder sequence's values or shape
 ENC = "enc"  # derived from the encoder outputs
 EXTERNAL = "external"  # another parameter: provenance unknown here
+MASK_LIST = "mask-list"  # the masks of a list input, one per item (decoder's first, encoder's second)
 
 _CAUSAL_CALLS = {"band_part", "tril", "triu"}
 _RANGE_CALLS = {"range", "arange"}
@@ -128,16 +130,6 @@ def module_dialect(module: cst.Module) -> Dialect:
 
 
 @dataclass
-class AttentionCall:
-    call: cst.Call
-    query: Optional[cst.BaseExpression]
-    value: Optional[cst.BaseExpression]
-    key: Optional[cst.BaseExpression]
-    mask_arg: Optional[cst.Arg]  # the Arg carrying attention_mask, if any
-    causal_flag: Optional[cst.Arg]  # use_causal_mask=... if any
-
-
-@dataclass
 class DecoderClass:
     """A layer whose cross-attention reads a decoder-side mask."""
 
@@ -151,7 +143,7 @@ class DecoderClass:
     cross_attention: AttentionCall
     labels: Set[str]
     mask_param: Optional[str]  # the parameter Keras fills with the mask
-    flow: "_Flow" = field(repr=False, default=None)
+    flow: "Flow" = field(repr=False, default=None)
     causal_flag: bool = False  # use_causal_mask switched on for the cross-attention (MF003)
     functional: bool = False  # built as a functional model from its own Inputs: reported, not rewritten
 
@@ -169,112 +161,69 @@ def _is_layer_class(node: cst.ClassDef, local_layers: Set[str]) -> bool:
     return False
 
 
-def _mha_attributes(cls: cst.ClassDef, mha_names: Set[str]) -> Set[str]:
-    """Attributes of ``self`` that hold MultiHeadAttention layers (or lists of them)."""
-    attrs: Set[str] = set()
-    for node in iter_nodes(cls.body, (cst.Assign, cst.AnnAssign)):
-        targets = (
-            [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
-        )
-        if node.value is None:
-            continue
-        builds = any(
-            last_name(c.func) in mha_names for c in iter_nodes(node.value, cst.Call)
-        )
-        if not builds:
-            continue
-        for target in targets:
-            attr = self_attr(target)
-            if attr:
-                attrs.add(attr)
-    return attrs
-
-
 def _methods(cls: cst.ClassDef) -> Dict[str, cst.FunctionDef]:
     return {
         s.name.value: s for s in cls.body.body if isinstance(s, cst.FunctionDef)
     }
 
 
-def _param_names(fn: cst.FunctionDef) -> List[str]:
-    ps = fn.params
-    names = [p.name.value for p in (*ps.posonly_params, *ps.params, *ps.kwonly_params)]
-    if names and names[0] in ("self", "cls"):
-        names = names[1:]
-    return names
-
-
-class _Scope:
-    """Flow-insensitive reaching definitions of a function body."""
-
-    def __init__(self, fn: cst.FunctionDef):
-        self.params = set(_param_names(fn))
-        self.assigns: Dict[str, List[cst.BaseExpression]] = {}
-        for node in iter_nodes(fn.body, (cst.Assign, cst.AnnAssign, cst.AugAssign, cst.For, cst.WithItem, cst.NamedExpr)):
-            if isinstance(node, cst.Assign):
-                for t in node.targets:
-                    self._bind(t.target, node.value)
-            elif isinstance(node, cst.AnnAssign):
-                if node.value is not None:
-                    self._bind(node.target, node.value)
-            elif isinstance(node, cst.AugAssign):
-                self._bind(node.target, node.value)
-            elif isinstance(node, cst.NamedExpr):
-                self._bind(node.target, node.value)
-            elif isinstance(node, cst.For):
-                self._bind(node.target, node.iter)
-            elif isinstance(node, cst.WithItem) and node.asname is not None:
-                self._bind(node.asname.name, node.item)
-
-    def _bind(self, target, value):
-        if isinstance(target, cst.Name):
-            self.assigns.setdefault(target.value, []).append(value)
-        elif isinstance(target, (cst.Tuple, cst.List)):
-            for el in target.elements:
-                self._bind(el.value, value)
-
-
-class _Flow:
+class Flow:
     """Labels for expressions inside one method, following local assignments."""
 
     def __init__(self, cls_methods: Dict[str, cst.FunctionDef], fn: cst.FunctionDef,
                  dec: str, enc: str, mask_param: Optional[str], module_funcs: Dict[str, cst.FunctionDef],
-                 self_attrs: Optional[Dict[str, List[Tuple[cst.BaseExpression, cst.FunctionDef]]]] = None):
+                 self_attrs: Optional[Dict[str, List[Tuple[cst.BaseExpression, cst.FunctionDef]]]] = None,
+                 classes: Optional[Dict[str, Dict[str, cst.FunctionDef]]] = None,
+                 bound: Optional[Dict[str, Set[str]]] = None, calling: frozenset = frozenset()):
+        self.bound = bound  # a helper's summary: parameter -> labels of the caller's argument
+        self.calling = calling | {id(fn)}  # helpers being summarised (no recursion)
         self.self_attrs = self_attrs or {}
-        self.scope = _Scope(fn)
+        self.classes = classes or {}  # class name -> its methods, for ``Cls.helper(...)``
+        self.scope = scope_of(fn)
         self.methods = cls_methods
         self.module_funcs = module_funcs
         self.dec, self.enc, self.mask_param = dec, enc, mask_param
-        self._memo: Dict[str, Set[str]] = {}
-        self._active: Set[str] = set()
+        self.list_input = "[" in dec  # the decoder takes ``[x, enc]`` as one input
+        self._memo: Dict[object, Set[str]] = {}
+        self._active: Set[object] = set()
 
-    def name_labels(self, name: str) -> Set[str]:
-        if name in self._memo:
-            return self._memo[name]
-        if name in self._active:
+    def name_labels(self, name: str, at: Optional[cst.CSTNode] = None) -> Set[str]:
+        """Labels of the bindings of ``name`` that reach ``at`` (every binding without ``at``)."""
+        key = self.scope.binding_key(name, at)
+        if key in self._memo:
+            return self._memo[key]
+        if key in self._active:
             return set()
-        self._active.add(name)
+        self._active.add(key)
+        values, is_param = self.scope.reaching(name, at)
         out: Set[str] = set()
         if name == self.dec:
             out.add(DEC)
         elif name == self.enc:
             out.add(ENC)
-        elif name == self.mask_param:
-            out.add(DEC_MASK)
-        elif name in self.scope.params:
-            out.add(EXTERNAL)
-        for value in self.scope.assigns.get(name, ()):
-            out |= self.labels(value)
-        self._active.discard(name)
-        self._memo[name] = out
+        elif name == self.mask_param and is_param:
+            out.add(MASK_LIST if self.list_input else DEC_MASK)
+        elif is_param:
+            out |= self.bound.get(name, {EXTERNAL}) if self.bound is not None else {EXTERNAL}
+        for value in values:
+            if isinstance(value, Element):
+                value = value.value
+            if not isinstance(value, (cst.FunctionDef, cst.ClassDef)):
+                out |= self.labels(value)
+        self._active.discard(key)
+        self._memo[key] = out
         return out
 
     def labels(self, node: cst.CSTNode) -> Set[str]:
         if isinstance(node, cst.Name):
-            return self.name_labels(node.value)
+            return self.name_labels(node.value, node)
         if isinstance(node, cst.Subscript):
+            item = _int_index(node)
             base = self.labels(node.value)
-            side = _expansion_side(node)
+            if item is not None and MASK_LIST in base:
+                # ``call(self, [x, enc], mask)``: Keras fills ``mask`` with one mask per input
+                return {DEC_MASK} if item == 0 else {ENC}
+            side = expansion_side(node)
             if side == "query" and DEC_MASK in base:
                 base = (base - {DEC_MASK}) | {DEC_MASK_Q}
             return base
@@ -309,7 +258,7 @@ class _Flow:
         self._active.add(key)
         out: Set[str] = set()
         for value, method in self.self_attrs[attr]:
-            sub = _Flow(self.methods, method, "", "", None, self.module_funcs, self.self_attrs)
+            sub = Flow(self.methods, method, "", "", None, self.module_funcs, self.self_attrs, self.classes)
             out |= sub.labels(value) & {CAUSAL}
         self._active.discard(key)
         self._memo[key] = out
@@ -329,18 +278,63 @@ class _Flow:
             if axis is not None and axis != 1 and DEC_MASK in arg_labels:
                 arg_labels = (arg_labels - {DEC_MASK}) | {DEC_MASK_Q}
             return arg_labels
-        helper = None
         attr = self_attr(call.func)
-        if attr and attr in self.methods:
-            helper = self.methods[attr]
-        elif isinstance(call.func, cst.Name) and call.func.value in self.module_funcs:
-            helper = self.module_funcs[call.func.value]
-        if helper is not None and _builds_causal(helper):
-            return arg_labels | {CAUSAL}
+        helpers = self._helpers(call.func)
+        if helpers:
+            out: Set[str] = set()
+            for helper in helpers:
+                if _builds_causal(helper):
+                    out |= arg_labels | {CAUSAL}
+                out |= self._summary(helper, call, arg_labels)
+            return out
         if attr or (isinstance(call.func, cst.Attribute) and last_name(call.func.value) is None):
             # A method on a computed object: conservatively pass labels through.
             return arg_labels | self.labels(call.func)
         return arg_labels
+
+    def _summary(self, helper: Union[cst.FunctionDef, cst.Lambda], call: cst.Call,
+                 arg_labels: Set[str]) -> Set[str]:
+        """Labels of what ``helper`` returns, its parameters standing for ``call``'s arguments."""
+        if id(helper) in self.calling:
+            return set(arg_labels)
+        params = param_names(helper)
+        bound: Dict[str, Set[str]] = {}
+        for arg, name in zip(positional_args(call), params):
+            bound[name] = self.labels(arg.value)
+        for a in call.args:
+            if a.keyword is not None and a.keyword.value in params:
+                bound[a.keyword.value] = self.labels(a.value)
+        key = (id(helper), tuple(sorted((p, frozenset(v)) for p, v in bound.items())))
+        if key not in _summaries or _summaries[key][0] is not helper:
+            sub = Flow(self.methods, helper, "", "", None, self.module_funcs, self.self_attrs,
+                       self.classes, bound, self.calling)
+            if isinstance(helper, cst.Lambda):
+                returns = [helper.body]
+            else:
+                returns = [r.value for r in iter_nodes(helper.body, cst.Return) if r.value is not None]
+            out: Set[str] = set()
+            for r in returns:
+                out |= sub.labels(r)
+            _summaries[key] = (helper, out)
+        return set(_summaries[key][1])
+
+    def _helpers(self, func: cst.BaseExpression) -> List[Union[cst.FunctionDef, cst.Lambda]]:
+        """The functions a call may run: a method (``self.f``, ``Cls.f`` for a staticmethod), a
+        nested function or lambda bound in this function, or a module function."""
+        attr = self_attr(func)
+        if attr:
+            return [self.methods[attr]] if attr in self.methods else []
+        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name):
+            method = self.classes.get(func.value.value, {}).get(func.attr.value)
+            return [method] if method is not None else []
+        if not isinstance(func, cst.Name):
+            return []
+        values, _ = self.scope.reaching(func.value, func)
+        local = [v for v in values if isinstance(v, (cst.FunctionDef, cst.Lambda))]
+        if local:
+            return local
+        helper = self.module_funcs.get(func.value)
+        return [helper] if helper is not None else []
 
 
 def _axis_arg(call: cst.Call) -> Optional[int]:
@@ -362,7 +356,7 @@ def _is_new_axis(node: cst.BaseExpression) -> bool:
     return is_none(node) or last_name(node) == "newaxis"
 
 
-def _expansion_side(node: cst.Subscript) -> Optional[str]:
+def expansion_side(node: cst.Subscript) -> Optional[str]:
     """'query' for ``m[:, :, None]`` (a [B, T, 1] mask), 'key' for ``m[:, None, :]``."""
     items = [el.slice for el in node.slice]
     shape = []
@@ -382,7 +376,7 @@ def _expansion_side(node: cst.Subscript) -> Optional[str]:
     return None
 
 
-def _looks_causal(cmp: Union[cst.Comparison, cst.Call], flow: Optional[_Flow] = None) -> bool:
+def _looks_causal(cmp: Union[cst.Comparison, cst.Call], flow: Optional[Flow] = None) -> bool:
     """``i >= j`` (or ``greater_equal(i, j)``) with both sides from range/arange."""
     if isinstance(cmp, cst.Call):
         sides = [a.value for a in positional_args(cmp)]
@@ -394,7 +388,7 @@ def _looks_causal(cmp: Union[cst.Comparison, cst.Call], flow: Optional[_Flow] = 
     return all(_from_range(s, flow) for s in sides)
 
 
-def _from_range(node: cst.CSTNode, flow: Optional[_Flow], depth: int = 0) -> bool:
+def _from_range(node: cst.CSTNode, flow: Optional[Flow], depth: int = 0) -> bool:
     if depth > 6:
         return False
     for call in iter_nodes(node, cst.Call):
@@ -408,11 +402,14 @@ def _from_range(node: cst.CSTNode, flow: Optional[_Flow], depth: int = 0) -> boo
     return False
 
 
+# (id(helper), argument labels) -> (helper, labels it returns): each summary is computed once.
+_summaries: Dict[tuple, Tuple[cst.CSTNode, Set[str]]] = {}
+
 # id -> (node, answer); the node is kept so that a recycled id cannot alias it.
 _causal_cache: Dict[int, Tuple[cst.FunctionDef, bool]] = {}
 
 
-def _builds_causal(fn: cst.FunctionDef) -> bool:
+def _builds_causal(fn: Union[cst.FunctionDef, cst.Lambda]) -> bool:
     """Whether a helper function builds a lower-triangular (causal) mask."""
     hit = _causal_cache.get(id(fn))
     if hit is not None and hit[0] is fn:
@@ -423,7 +420,7 @@ def _builds_causal(fn: cst.FunctionDef) -> bool:
             result = True
             break
     if not result:
-        flow = _Flow({}, fn, "", "", None, {})
+        flow = Flow({}, fn, "", "", None, {}) if isinstance(fn, cst.FunctionDef) else None
         for cmp in iter_nodes(fn.body, (cst.Comparison, cst.Call)):
             if isinstance(cmp, cst.Call) and last_name(cmp.func) not in _ORDER_CALLS:
                 continue
@@ -434,28 +431,6 @@ def _builds_causal(fn: cst.FunctionDef) -> bool:
     return result
 
 
-def _bind_attention_args(call: cst.Call, runtime: str) -> AttentionCall:
-    pos = positional_args(call)
-    slots: Dict[str, cst.Arg] = {}
-    names = ["query", "value", "key"]
-    # The 4th positional parameter of MultiHeadAttention.__call__ differs.
-    names.append("attention_mask" if runtime == "tf.keras" else "query_mask")
-    for arg, name in zip(pos, names):
-        slots[name] = arg
-    for a in call.args:
-        if a.keyword is not None:
-            slots[a.keyword.value] = a
-    get = lambda n: slots[n].value if n in slots else None  # noqa: E731
-    return AttentionCall(
-        call=call,
-        query=get("query"),
-        value=get("value"),
-        key=get("key"),
-        mask_arg=slots.get("attention_mask"),
-        causal_flag=slots.get("use_causal_mask"),
-    )
-
-
 def _precedes(a: cst.CSTNode, b: cst.CSTNode) -> bool:
     """Whether ``a`` ends before ``b`` starts in source order (True if unknown)."""
     sa, sb = span(a), span(b)
@@ -464,28 +439,58 @@ def _precedes(a: cst.CSTNode, b: cst.CSTNode) -> bool:
     return sa[1] <= sb[0]
 
 
-def _roots(node: Optional[cst.CSTNode], scope: _Scope, seen: Optional[Set[str]] = None,
-           before: Optional[cst.CSTNode] = None) -> Set[str]:
-    """Parameters of the method that an expression's value depends on.
+def _int_index(node: cst.Subscript) -> Optional[int]:
+    """``i`` for ``x[i]`` with a literal integer ``i``."""
+    if len(node.slice) == 1 and isinstance(node.slice[0].slice, cst.Index):
+        value = node.slice[0].slice.value
+        if isinstance(value, cst.Integer):
+            return int(value.value)
+    return None
 
-    With ``before`` (a node), only assignments whose value lies wholly
-    before it count, so that ``x = x + attn(x, enc)`` does not make the
-    query depend on ``enc``.
-    """
+
+def roots(node, scope: Scope, seen: Optional[Set[object]] = None) -> Set[str]:
+    """Parameters of the function that an expression's value depends on, along the bindings
+    that reach it (so in ``x = x + attn(x, enc)`` the query is the earlier ``x``) on the first
+    pass through a loop.  An item of a list parameter is a root of its own: ``inputs[1]``."""
     if node is None:
         return set()
     seen = set() if seen is None else seen
+    if isinstance(node, Element):
+        inner = roots(node.value, scope, seen)
+        if isinstance(node.value, cst.Name) and inner == {node.value.value}:
+            return {f"{node.value.value}[{node.index}]"}
+        return inner
+    items: Dict[int, int] = {}  # id(name) -> i, for ``name[i]``
+    for sub in iter_nodes(node, cst.Subscript):
+        i = _int_index(sub)
+        if i is not None and isinstance(sub.value, cst.Name):
+            items[id(sub.value)] = i
+    # configuration is not data: ``Layer(units)(x)`` depends on ``x``, ``Input(shape=(n,))`` on nothing
+    config: Set[int] = set()
+    for call in iter_nodes(node, cst.Call):
+        if isinstance(call.func, cst.Call):
+            config |= {id(n) for n in iter_nodes(call.func, cst.Name)}
+        elif last_name(call.func) == "Input":
+            config |= {id(n) for a in call.args for n in iter_nodes(a, cst.Name)}
     out: Set[str] = set()
-    for name in names_in(node):
-        if name in seen:
+    for name in iter_nodes(node, cst.Name):
+        if id(name) in config:
             continue
-        seen.add(name)
-        if name in scope.params:
-            out.add(name)
-        for value in scope.assigns.get(name, ()):
-            if before is not None and not _precedes(value, before):
-                continue
-            out |= _roots(value, scope, seen, before)
+        key = scope.binding_key(name.value, name)
+        values, is_param = scope.reaching(name.value, name)
+        if is_param and id(name) in items:
+            out.add(f"{name.value}[{items[id(name)]}]")
+            continue
+        if key in seen:
+            continue
+        seen.add(key)
+        # a binding made later in a loop is left out: what the first pass reads decides
+        values = [v for v in values if _precedes(v.value if isinstance(v, Element) else v, name)]
+        if is_param or (values and name.value in scope.inputs):
+            out.add(name.value)
+        for value in values:
+            if not isinstance(value, (cst.FunctionDef, cst.ClassDef)):
+                out |= roots(value, scope, seen)
     return out
 
 
@@ -503,16 +508,23 @@ class ModuleFacts:
     lazy_masks: List["LazyMask"] = field(default_factory=list)  # MF007
 
 
-def analyze_module(module: cst.Module) -> ModuleFacts:
-    """Find every decoder class with a decoder-side cross-attention mask."""
+def analyze_module(module: cst.Module, wrappers: Optional[Dict[str, Signature]] = None) -> ModuleFacts:
+    """Find every decoder class with a decoder-side cross-attention mask.
+
+    ``wrappers`` are the attention layers of the run's own (class name -> signature) that this
+    module can see.
+    """
     _causal_cache.clear()  # keeps at most one module's helpers alive
+    _summaries.clear()
+    forget_scopes()
     dialect = module_dialect(module)
     facts = ModuleFacts(module=module, dialect=dialect)
     classes = [n for n in iter_nodes(module, cst.ClassDef)]
     module_funcs = {
         s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)
     }
-    mha_names = {"MultiHeadAttention"}
+    class_methods = {c.name.value: _methods(c) for c in classes}
+    attentions = Attentions(dialect.runtime, wrappers)
     layer_names: Set[str] = set()
     changed = True
     while changed:  # local subclasses of local layers are layers too
@@ -532,18 +544,18 @@ def analyze_module(module: cst.Module) -> ModuleFacts:
             facts.embedding_classes.add(cls.name.value)
             if facts.pad_id is None:
                 facts.pad_id = _pad_id(methods["compute_mask"])
-        attrs = _mha_attributes(cls, mha_names)
+        attrs = attention_attributes(cls, attentions)
         if not attrs:
             continue
         for fn in methods.values():
-            found = _decoder_in_method(cls, fn, attrs, methods, module_funcs, dialect)
+            found = _decoder_in_method(cls, fn, attrs, methods, module_funcs, attentions, class_methods)
             if found is not None:
                 facts.decoders.append(found)
                 break
     for fn in iter_nodes(module, cst.FunctionDef):
         # a function or method that builds the decoder as a small functional model
         if _functional_inputs(fn) and not any(d.call is fn for d in facts.decoders):
-            found = _decoder_in_method(None, fn, set(), {}, module_funcs, dialect)
+            found = _decoder_in_method(None, fn, {}, {}, module_funcs, attentions, class_methods)
             if found is not None and found.functional:
                 facts.decoders.append(found)
     return facts
@@ -563,7 +575,7 @@ class LazyMask:
 
 
 def _lazy_mask(cls: cst.ClassDef, fn: cst.FunctionDef) -> Optional[LazyMask]:
-    params = _param_names(fn)
+    params = param_names(fn)
     if len(params) < 2 or not isinstance(fn.body, cst.IndentedBlock):
         return None
     inputs, mask = params[0], params[1]
@@ -608,23 +620,6 @@ def _pad_id(fn: cst.FunctionDef) -> Optional[int]:
     return None
 
 
-def _mha_calls(fn: cst.FunctionDef, attrs: Set[str], runtime: str) -> List[AttentionCall]:
-    """Attention applications in ``fn``: ``self.attn(...)``, ``MultiHeadAttention(...)(...)``,
-    or a local name bound to a new MultiHeadAttention."""
-    local = set()
-    for node in iter_nodes(fn.body, cst.Assign):
-        if isinstance(node.value, cst.Call) and last_name(node.value.func) == "MultiHeadAttention":
-            local |= {t.target.value for t in node.targets if isinstance(t.target, cst.Name)}
-    out = []
-    for call in iter_calls(fn.body):
-        func = call.func
-        if (self_attr(func) in attrs
-                or (isinstance(func, cst.Call) and last_name(func.func) == "MultiHeadAttention")
-                or (isinstance(func, cst.Name) and func.value in local)):
-            out.append(_bind_attention_args(call, runtime))
-    return out
-
-
 def _functional_inputs(fn: cst.FunctionDef) -> List[str]:
     """Names bound to ``keras.Input(...)`` in ``fn``: the tensors a functional builder starts from."""
     names = []
@@ -634,16 +629,15 @@ def _functional_inputs(fn: cst.FunctionDef) -> List[str]:
     return names
 
 
-def _decoder_in_method(cls, fn, attrs, methods, module_funcs, dialect) -> Optional[DecoderClass]:
-    calls = _mha_calls(fn, attrs, dialect.runtime)
+def _decoder_in_method(cls, fn, attrs, methods, module_funcs, attentions, classes=None) -> Optional[DecoderClass]:
+    calls = attention_calls(fn, attrs, attentions)
     if not calls:
         return None
-    scope = _Scope(fn)
-    params = _param_names(fn)
+    params = param_names(fn)
     inputs = _functional_inputs(fn)
-    if inputs:  # a functional builder: its Inputs play the parameters' part
+    scope = Scope(fn, inputs)  # a functional builder: its Inputs play the parameters' part
+    if inputs:
         params = params + [n for n in inputs if n not in params]
-        scope.params |= set(inputs)
     self_attn = None
     cross = None
     for ac in calls:
@@ -652,7 +646,7 @@ def _decoder_in_method(cls, fn, attrs, methods, module_funcs, dialect) -> Option
         if _same(ac.query, ac.value) and (ac.key is None or _same(ac.query, ac.key)):
             self_attn = self_attn or ac
             continue
-        q_roots, v_roots = _roots(ac.query, scope, before=ac.call), _roots(ac.value, scope, before=ac.call)
+        q_roots, v_roots = roots(ac.query, scope), roots(ac.value, scope)
         enc_roots = v_roots - q_roots
         if len(v_roots) == 1 and enc_roots:
             cross = cross or (ac, next(iter(enc_roots)), q_roots)
@@ -660,18 +654,23 @@ def _decoder_in_method(cls, fn, attrs, methods, module_funcs, dialect) -> Option
         return None
     ac, enc, q_roots = cross
     if self_attn is not None:
-        dec_roots = _roots(self_attn.query, scope)
+        dec_roots = roots(self_attn.query, scope)
     else:
         dec_roots = q_roots
-    dec_candidates = [p for p in params if p in dec_roots and p != enc]
-    if not dec_candidates:
+    # items of a list input (``call(self, inputs)`` with ``x, enc = inputs``) count as parameters
+    order = [q for p in params for q in (p, f"{p}[0]", f"{p}[1]")]
+    dec_candidates = [p for p in order if p in dec_roots and p != enc]
+    if not dec_candidates or enc not in order:
         return None
     dec = dec_candidates[0]
+    if ("[" in dec) != ("[" in enc) or ("[" in dec and dec.split("[")[0] != enc.split("[")[0]):
+        return None  # one list input holds both, or neither is in a list
     mask_param = "mask" if "mask" in params else None
-    if mask_param is not None and params.index(dec) > params.index(enc):
+    if mask_param is not None and order.index(dec) > order.index(enc):
         # tf.keras fills ``mask`` from the first argument: here the encoder's.
         mask_param = None
-    flow = _Flow(methods, fn, dec, enc, mask_param, module_funcs, _self_assignments(cls) if cls is not None else {})
+    flow = Flow(methods, fn, dec, enc, mask_param, module_funcs,
+                _self_assignments(cls) if cls is not None else {}, classes)
     labels: Set[str] = set()
     if ac.mask_arg is not None:
         labels = flow.labels(ac.mask_arg.value)
@@ -761,21 +760,42 @@ def find_call_sites(module: cst.Module, decoders: Sequence[DecoderClass]) -> Lis
         return []
     index = index_bodies(module)
     instances: Dict[str, DecoderClass] = {}  # variable or self-attribute -> class
+    stacks: Dict[str, DecoderClass] = {}  # the same for lists of layers: ``[Block() for _ in ...]``
     for node in iter_nodes(module, (cst.Assign, cst.AnnAssign)):
         value = node.value
-        if not isinstance(value, cst.Call) or last_name(value.func) not in by_name:
+        if value is None:
             continue
         targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
+        if isinstance(value, cst.Call) and last_name(value.func) in by_name:
+            into, dec = instances, by_name[last_name(value.func)]
+        elif isinstance(value, (cst.List, cst.Tuple, cst.ListComp, cst.GeneratorExp)):
+            built = [c for c in iter_nodes(value, cst.Call) if last_name(c.func) in by_name]
+            if not built:
+                continue
+            into, dec = stacks, by_name[last_name(built[0].func)]
+        else:
+            continue
         for t in targets:
             key = instance_key(t, subscripts=False)
             if key:
-                instances[key] = by_name[last_name(value.func)]
+                into[key] = dec
+    if stacks:  # ``for block in blocks:`` and ``for i, block in enumerate(self.blocks):``
+        for loop in iter_nodes(module, cst.For):
+            it, target = loop.iter, loop.target
+            if isinstance(it, cst.Call) and last_name(it.func) == "enumerate" and it.args \
+                    and isinstance(target, cst.Tuple) and len(target.elements) == 2:
+                it, target = it.args[0].value, target.elements[1].value
+            key = instance_key(it, subscripts=False)
+            if key in stacks and isinstance(target, cst.Name):
+                instances[target.value] = stacks[key]
     sites = []
     for call in iter_nodes(module, cst.Call):
         dec = None
         func = call.func
         if isinstance(func, cst.Call) and last_name(func.func) in by_name:
             dec = by_name[last_name(func.func)]
+        elif isinstance(func, cst.Subscript) and instance_key(func.value, subscripts=False) in stacks:
+            dec = stacks[instance_key(func.value, subscripts=False)]
         else:
             key = instance_key(func, subscripts=False)
             if key and key in instances:

@@ -239,7 +239,8 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
             except FileError as exc:
                 run.errors.append((str(path), str(exc)))
     _analyse(run, fix, codes, progress)
-    names = {n for o in run.outcomes.values() for n in o.decoders}
+    # decoders, attention layers and mask factories defined in the parsed files, used from the others
+    names = {n for o in run.outcomes.values() for n in (*o.decoders, *o.attention_layers, *o.mask_factories)}
     if names and others:
         # Files that only call a decoder class defined elsewhere.
         needles = [n.encode() for n in names]

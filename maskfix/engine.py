@@ -15,12 +15,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Set
 import libcst as cst
 
 from . import limits
-from .analysis import DecoderClass, ModuleFacts, analyze_module, find_call_sites, suppressed
+from .analysis import DecoderClass, ModuleFacts, analyze_module, find_call_sites, module_dialect, suppressed
 from .factories import Factory, find_factories
+from .flow.attention import Signature, find_wrappers
 from .positions import LazyPositions
 from .rewrite import Edits, Style, apply
 from .rules import Context, Problem, active_rules, is_selected
-from .syntax import forget_trees, index_tree
+from .syntax import forget_trees, index_tree, iter_nodes
 
 
 @dataclass
@@ -45,6 +46,8 @@ class Outcome:
     # fixes may be given encoder_padding_mask=, so they are written together or not at all.
     needs: Set[str] = field(default_factory=set)
     not_analysed: List[str] = field(default_factory=list)  # parts of the source set aside, one line each
+    attention_layers: List[str] = field(default_factory=list)  # the project's attention wrappers defined here
+    mask_factories: List[str] = field(default_factory=list)  # tutorial-style mask factories defined here
 
 
 @dataclass
@@ -56,6 +59,8 @@ class _Unit:
     imported: set
     factories: List[Factory] = field(default_factory=list)
     hidden: Optional[limits.Hidden] = None  # statements set aside for their nesting depth
+    wrappers: Dict[str, Signature] = field(default_factory=dict)  # attention wrappers defined here
+    star: bool = False  # ``from x import *``: every name the run defines may be visible
 
 
 def _imported_names(module: cst.Module) -> set:
@@ -67,6 +72,17 @@ def _imported_names(module: cst.Module) -> set:
                     for alias in small.names:
                         names.add(alias.asname.name.value if alias.asname else alias.name.value)
     return names
+
+
+def _runtime(module: cst.Module) -> str:
+    return module_dialect(module).runtime
+
+
+def _star_import(module: cst.Module) -> bool:
+    return any(
+        isinstance(small, cst.ImportFrom) and isinstance(small.names, cst.ImportStar)
+        for stmt in module.body if isinstance(stmt, cst.SimpleStatementLine) for small in stmt.body
+    )
 
 
 def run(sources: Dict[str, str], fix: bool = False,
@@ -105,8 +121,7 @@ def _load(key: str, source: str):
         return Outcome(error="cannot parse: nesting too deep")
     try:
         index_tree(module)
-        unit = _Unit(key, source, module, analyze_module(module), _imported_names(module), hidden=hidden)
-        unit.factories = find_factories(module)
+        unit = _Unit(key, source, module, None, _imported_names(module), hidden=hidden)
     except Exception as exc:  # one file's surprise must not stop the others
         return Outcome(error=_internal_error(exc))
     return unit
@@ -137,6 +152,38 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
         else:
             units.append(loaded)
 
+    # The run's own attention layers, found once across every source.
+    wrappers: Dict[str, Signature] = {}
+    defined: Dict[str, Dict[str, Signature]] = {}
+    for _ in range(2):  # a wrapper of a wrapper in an earlier file is found in the second round
+        for u in units:
+            try:
+                own = {c.name.value for c in iter_nodes(u.module, cst.ClassDef)}
+                # a class of this file shadows one of the same name elsewhere
+                mine = find_wrappers([u.module], _runtime, {n: s for n, s in wrappers.items() if n not in own})
+            except Exception:  # reported below, when the same source is analysed
+                continue
+            defined[u.key] = {n: s for n, s in mine.items() if n in own}
+            wrappers.update(defined[u.key])
+    analysed: List[_Unit] = []
+    for u in units:
+        try:
+            with timer.limit():
+                u.star = _star_import(u.module)
+                visible = {n: s for n, s in wrappers.items() if n in u.imported or u.star}
+                visible.update(defined.get(u.key, {}))
+                u.facts = analyze_module(u.module, visible)
+                u.factories = find_factories(u.module)
+                u.wrappers = defined.get(u.key, {})
+        except limits.OutOfTime:
+            outcomes[u.key] = Outcome(error=timer.reason())
+            continue
+        except Exception as exc:  # one file's surprise must not stop the others
+            outcomes[u.key] = Outcome(error=_internal_error(exc))
+            continue
+        analysed.append(u)
+    units = analysed
+
     _share_embeddings(units)
     exported: Dict[str, DecoderClass] = {}
     for u in units:
@@ -149,7 +196,7 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
     for u in units:
         visible = [d for d in u.facts.decoders if not d.functional]
         visible += [d for name, d in exported.items()
-                    if name in u.imported and d not in visible and not d.functional]
+                    if (name in u.imported or u.star) and d not in visible and not d.functional]
         sites = find_call_sites(u.module, visible) if visible else []
         sites_by_unit[u.key] = sites
         for s in sites:
@@ -168,10 +215,14 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
     problems: Dict[str, List[Problem]] = {}
     flagged: Dict[str, set] = {}
     for u in units:
-        outcomes[u.key] = Outcome(decoders=[d.name for d in u.facts.decoders])
+        outcomes[u.key] = Outcome(decoders=[d.name for d in u.facts.decoders],
+                                  attention_layers=sorted(u.wrappers),
+                                  mask_factories=[f.name for f in u.factories])
         outcomes[u.key].not_analysed = list(u.hidden.notes) if u.hidden else []
         ctx = contexts[u.key] = Context(
             key=u.key, module=u.module, facts=u.facts, factories=u.factories,
+            visible_factories=u.factories + [f for v in units if v is not u for f in v.factories
+                                             if f.name in u.imported or u.star],
             sites=sites_by_unit[u.key],
             sites_of=lambda dec: sites_of.get(id(dec), []),
             where=lambda key, node: view(key).where(node),

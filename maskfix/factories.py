@@ -19,7 +19,8 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import libcst as cst
 
-from .analysis import CAUSAL, DEC, ENC, _Flow, _param_names, _roots, _Scope
+from .analysis import CAUSAL, DEC, ENC, Flow, roots
+from .flow.reaching import Scope, param_names
 from .syntax import (
     instance_key,
     iter_calls,
@@ -46,7 +47,7 @@ class Factory:
     src: str  # first parameter: source ids
     tgt: str  # second parameter: target ids
     ret: cst.Tuple  # the returned triple
-    flow: _Flow
+    flow: Flow
     cross_from_target: bool = False  # MF004: the third mask comes from the target
     bare_lookahead: bool = False  # MF005: the second mask lacks the target's padding
 
@@ -72,14 +73,14 @@ def find_factories(module: cst.Module) -> List[Factory]:
             methods_of[id(m)] = methods
     out = []
     for fn in iter_nodes(module, cst.FunctionDef):
-        params = _param_names(fn)
+        params = param_names(fn)
         if len(params) != 2:
             continue
         ret = _returned_triple(fn)
         if ret is None:
             continue
         src, tgt = params
-        flow = _Flow(methods_of.get(id(fn), {}), fn, tgt, src, None, funcs)
+        flow = Flow(methods_of.get(id(fn), {}), fn, tgt, src, None, funcs)
         labels = [flow.labels(e.value) for e in ret.elements]
         if CAUSAL not in labels[1] or ENC not in labels[0]:
             continue  # not the contract: no look-ahead in the second slot
@@ -93,7 +94,7 @@ def find_factories(module: cst.Module) -> List[Factory]:
 # fixes inside the factory
 
 
-def _values(flow: _Flow, expr: cst.BaseExpression, seen=None) -> List[cst.BaseExpression]:
+def _values(flow: Flow, expr: cst.BaseExpression, seen=None) -> List[cst.BaseExpression]:
     seen = set() if seen is None else seen
     out = [expr]
     for name in names_in(expr):
@@ -163,7 +164,7 @@ def _classes(module: cst.Module) -> Dict[str, _Class]:
 
 
 def _signature(cls: _Class) -> List[str]:
-    return _param_names(cls.call) if cls.call is not None else []
+    return param_names(cls.call) if cls.call is not None else []
 
 
 def _bind(call: cst.Call, params: Sequence[str]) -> Dict[str, cst.BaseExpression]:
@@ -195,7 +196,7 @@ def _slots_reaching_cross(cls_name: str, slot_of: Dict[str, int], classes: Dict[
     cls = classes.get(cls_name)
     if cls is None or cls.call is None or depth > 6:
         return set()
-    scope = _Scope(cls.call)
+    scope = Scope(cls.call)
     loop_vars = {}  # ``for layer in self.layers:`` -> "layers"
     for loop in iter_nodes(cls.call.body, cst.For):
         attr = self_attr(loop.iter)
@@ -220,13 +221,13 @@ def _slots_reaching_cross(cls_name: str, slot_of: Dict[str, int], classes: Dict[
             q, v, m = slots.get("query"), slots.get("value"), slots.get("mask")
             if q is None or v is None or m is None:
                 continue
-            q_roots, v_roots = _roots(q, scope), _roots(v, scope)
+            q_roots, v_roots = roots(q, scope), roots(v, scope)
             if v_roots and not (v_roots & q_roots):
-                found |= {slot_of[n] for n in _roots(m, scope) if n in slot_of}
+                found |= {slot_of[n] for n in roots(m, scope) if n in slot_of}
             continue
         inner_slots = {}
         for param, value in _bind(call, _signature(classes[inner]) if inner in classes else []).items():
-            hit = [slot_of[n] for n in _roots(value, scope) if n in slot_of]
+            hit = [slot_of[n] for n in roots(value, scope) if n in slot_of]
             if len(hit) == 1:
                 inner_slots[param] = hit[0]
         if inner_slots:
@@ -267,6 +268,21 @@ def find_swapped_calls(module: cst.Module, factories: List[Factory]) -> List[Swa
                     unpacked[el.value.value] = (by_name[last_name(value.func)], k)
     if not unpacked:
         return out
+    # renamed on the way: ``look_ahead = combined`` or ``a, b = combined, padding``
+    pairs = []
+    for node in iter_nodes(module, cst.Assign):
+        for t in node.targets:
+            target, value = t.target, node.value
+            if isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, (cst.Tuple, cst.List)) \
+                    and len(target.elements) == len(value.elements):
+                pairs += [(a.value, b.value) for a, b in zip(target.elements, value.elements)]
+            else:
+                pairs.append((target, value))
+    pairs = [(a.value, b.value) for a, b in pairs if isinstance(a, cst.Name) and isinstance(b, cst.Name)]
+    for _ in range(3):
+        for new, old in pairs:
+            if old in unpacked and new not in unpacked:
+                unpacked[new] = unpacked[old]
     for call in iter_nodes(module, cst.Call):
         func = call.func
         key = instance_key(func)

@@ -21,8 +21,8 @@ from .analysis import (
     CallSite,
     DecoderClass,
     ModuleFacts,
-    _expansion_side,
-    _Flow,
+    expansion_side,
+    Flow,
 )
 from .syntax import iter_nodes, keyword_arg, last_name, names_in, positional_args
 from .trace import Body, index_bodies, layer_instances, trace_root
@@ -102,7 +102,7 @@ def _free_name(wanted: str, taken: Set[str]) -> str:
 # the layer
 
 
-def _mask_expansion(dec: DecoderClass, flow: _Flow, style: Style, facts: ModuleFacts, new_name: str) -> str:
+def _mask_expansion(dec: DecoderClass, flow: Flow, style: Style, facts: ModuleFacts, new_name: str) -> str:
     """How this file spreads a padding mask over keys, applied to ``new_name``.
 
     Reuses the expression that spread the decoder mask (``tf.cast(mask[:,
@@ -126,7 +126,7 @@ def _mask_expansion(dec: DecoderClass, flow: _Flow, style: Style, facts: ModuleF
                     isinstance(sub, cst.Subscript)
                     and isinstance(sub.value, cst.Name)
                     and sub.value.value == mask_name
-                    and _expansion_side(sub) == "key"
+                    and expansion_side(sub) == "key"
                 ):
                     new = node.deep_replace(sub.value, cst.Name(new_name))
                     code = style.module.code_for_node(new)
@@ -145,7 +145,7 @@ def _mask_expansion(dec: DecoderClass, flow: _Flow, style: Style, facts: ModuleF
     return f"{new_name}[:, None, :]"
 
 
-def _all_assigned_values(flow: _Flow, expr: cst.BaseExpression, seen=None) -> List[cst.BaseExpression]:
+def _all_assigned_values(flow: Flow, expr: cst.BaseExpression, seen=None) -> List[cst.BaseExpression]:
     """``expr`` and every value assigned to a local it reads, transitively."""
     seen = set() if seen is None else seen
     out = [expr]
@@ -179,7 +179,7 @@ def plan_layer(dec: DecoderClass, facts: ModuleFacts, style: Style, edits: Edits
     _retarget_self_attention(dec, flow, style, edits)
 
 
-def _retarget_self_attention(dec: DecoderClass, flow: _Flow, style: Style, edits: Edits) -> None:
+def _retarget_self_attention(dec: DecoderClass, flow: Flow, style: Style, edits: Edits) -> None:
     """Point self-attention at the combined padding+causal mask the bug misplaced.
 
     Only done when the shape is the familiar one (the combined variable is

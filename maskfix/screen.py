@@ -140,8 +140,17 @@ def _decoder_shape(cls: ast.ClassDef) -> bool:
     for fn in cls.body:
         if not isinstance(fn, _DEFS) or len(_params(fn)) < 2:
             continue
-        for call in ast.walk(fn):
-            if isinstance(call, ast.Call) and _self_attr(call.func) in attrs and _attention_call(call):
+        nodes = list(ast.walk(fn))
+        # loop variables over attention lists (``for a, b in zip(self.xs, self.ys)``)
+        looped = {
+            t.id for n in nodes if isinstance(n, ast.For) and attrs & {_self_attr(i) for i in ast.walk(n.iter)}
+            for t in ast.walk(n.target) if isinstance(t, ast.Name)
+        }
+        for call in nodes:
+            if not isinstance(call, ast.Call):
+                continue
+            applied = _self_attr(call.func) in attrs or (isinstance(call.func, ast.Name) and call.func.id in looped)
+            if applied and _attention_call(call):
                 return True
     return False
 
@@ -238,7 +247,7 @@ def _reachable_names(expr, bindings) -> Set[str]:
 
 
 def _bindings(nodes) -> Dict[str, List[ast.AST]]:
-    """Every value any construct binds to a name (a superset of analysis._Scope)."""
+    """Every value any construct binds to a name (a superset of flow.reaching.Scope)."""
     out: Dict[str, List[ast.AST]] = {}
 
     def bind(target, value):
@@ -260,7 +269,7 @@ def _bindings(nodes) -> Dict[str, List[ast.AST]]:
 
 
 def _direct_origin(n) -> bool:
-    """Where analysis._Flow adds the causal label by itself (a superset of it)."""
+    """Where analysis.Flow adds the causal label by itself (a superset of it)."""
     if isinstance(n, ast.Compare):
         return any(isinstance(op, _ORDER_OPS) for op in n.ops)
     return isinstance(n, ast.Call) and _last_name(n.func) in _CAUSAL_NAMES

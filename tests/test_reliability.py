@@ -323,10 +323,10 @@ def test_an_internal_error_costs_only_its_own_file(tmp_path, capsys, monkeypatch
     (tmp_path / "bad.py").write_bytes(bad)
     real = engine.analyze_module
 
-    def analyse(module):
+    def analyse(module, *args):
         if "Poison" in module.code:
             raise AssertionError("boom")
-        return real(module)
+        return real(module, *args)
 
     monkeypatch.setattr(engine, "analyze_module", analyse)
     code, out, err = run(["rewrite", str(tmp_path)], capsys)

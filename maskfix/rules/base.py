@@ -38,12 +38,13 @@ class Context:
     key: str
     module: cst.Module
     facts: ModuleFacts
-    factories: List[Factory]
+    factories: List[Factory]  # defined in this source
     sites: List[CallSite]  # calls of known decoders in this source
     sites_of: Callable[[DecoderClass], List[Tuple[str, CallSite]]]  # every call, run-wide
     where: Callable[[str, cst.CSTNode], Tuple[int, int]]  # (source key, node) -> line, column
     suppressed: Callable[..., bool]  # (code, *nodes) -> a ``# noqa`` covers it here
     notes: List[str] = field(default_factory=list)  # how call sites were threaded
+    visible_factories: List[Factory] = field(default_factory=list)  # also those imported from the run
 
 
 # keys of the fixable, unsuppressed problems of each code, run-wide

@@ -64,9 +64,9 @@ After:
     VALID = (CORRECT_FACTORY + _MODEL.format(first="combined_mask", second="dec_padding_mask"),)
 
     def check(self, ctx: Context) -> Iterable[Problem]:
-        if not ctx.factories:
+        if not ctx.visible_factories:
             return
-        for s in find_swapped_calls(ctx.module, ctx.factories):
+        for s in find_swapped_calls(ctx.module, ctx.visible_factories):
             yield Problem(self.code, s.call, message(s), _fix(s), key=id(s.call))
 
 

@@ -37,80 +37,32 @@ REASONS = {
 
 # transformation -> fixtures (with the failure seen when the entry was added)
 KNOWN_FAILURES = {
-    'rename_locals': {
-        'builder_functional_model',  # verdict {}, expected {MF001}
-        'list_input_decoder',  # verdict {}, expected {MF001 [*]}
-        'neg_decoder_only_stack',  # verdict {MF001 [*]}, expected {}
-        'neg_query_side_rebound',  # verdict {MF001 [*]}, expected {}
-        'neg_rebound_ends_correct',  # verdict {MF001 [*]}, expected {}
-        'own_attention_positional',  # verdict {}, expected {MF001 [*]}
-        'zip_attention_lists',  # verdict {}, expected {MF001 [*]}
-    },
-    'swap_local_names': {
-        'builder_functional_model',  # verdict {}, expected {MF001}
-        'list_input_decoder',  # verdict {}, expected {MF001 [*]}
-        'neg_decoder_only_stack',  # verdict {MF001 [*]}, expected {}
-        'neg_query_side_rebound',  # verdict {MF001 [*]}, expected {}
-        'neg_rebound_ends_correct',  # verdict {MF001 [*]}, expected {}
-        'own_attention_positional',  # verdict {}, expected {MF001 [*]}
-        'zip_attention_lists',  # verdict {}, expected {MF001 [*]}
-    },
-    'dead_store_before': {
-        'builder_functional_model',  # verdict {}, expected {MF001}
-        'either_order',  # verdict {}, expected {MF001 [*]}
-        'fam_factory_target',  # verdict {}, expected {MF004 [*]}
-        'list_input_decoder',  # verdict {}, expected {MF001 [*]}
-        'neg_decoder_only_stack',  # verdict {MF001 [*]}, expected {}
-        'neg_names_look_buggy',  # verdict {MF001 [*]}, expected {}
-        'neg_query_and_key_masks',  # verdict {MF001 [*]}, expected {}
-        'neg_query_side_rebound',  # verdict {MF001 [*]}, expected {}
-        'neg_rebound_ends_correct',  # verdict {MF001 [*]}, expected {}
-        'own_attention_positional',  # verdict {}, expected {MF001 [*]}
-        'zip_attention_lists',  # verdict {}, expected {MF001 [*]}
-    },
     'rebind_after_use': {
-        'builder_functional_model',  # verdict {}, expected {MF001}
         'fam_factory_bare_lookahead',  # verdict {}, expected {MF005 [*]}
         'fam_factory_swapped',  # verdict {}, expected {MF006 [*]}
         'fam_factory_target',  # verdict {}, expected {MF004 [*]}
         'gen_path_swapped',  # verdict {}, expected {MF006 [*]}
-        'list_input_decoder',  # verdict {}, expected {MF001 [*]}
-        'neg_decoder_only_stack',  # verdict {MF001 [*]}, expected {}
-        'neg_query_side_rebound',  # verdict {MF001 [*]}, expected {}
-        'neg_rebound_ends_correct',  # verdict {MF001 [*]}, expected {}
-        'own_attention_positional',  # verdict {}, expected {MF001 [*]}
-        'zip_attention_lists',  # verdict {}, expected {MF001 [*]}
     },
     'extract_module_function': {
-        'builder_functional_model',  # verdict {}, expected {MF001}
         'causal_only',  # verdict {}, expected {MF001 [*]}
         'either_order',  # verdict {}, expected {MF001 [*]}
         'fam_factory_bare_lookahead',  # verdict {}, expected {MF005 [*]}
-        'fam_factory_swapped',  # verdict {}, expected {MF006 [*]}
-        'fam_factory_target',  # verdict {}, expected {MF004 [*]}
+        'fam_factory_swapped',  # main.py: the ast screen drops a file with findings
+        'fam_factory_target',  # main.py: the ast screen drops a file with findings
         'functional_builder',  # verdict {}, expected {MF001}
-        'gen_path_swapped',  # verdict {}, expected {MF006 [*]}
+        'gen_path_swapped',  # main.py: the ast screen drops a file with findings
+        'helper_staticmethod',  # verdict {}, expected {MF001 [*]}
         'kerasio_keras3',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
         'kerasio_tf',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
-        'list_input_decoder',  # verdict {}, expected {MF001 [*]}
         'mixed_usage',  # verdict {}, expected {MF001}
-        'neg_captioning',  # verdict {MF001 [*]}, expected {}
-        'neg_decoder_only_stack',  # verdict {MF001 [*]}, expected {}
-        'neg_query_and_key_masks',  # verdict {MF001 [*]}, expected {}
-        'neg_query_side_rebound',  # verdict {MF001 [*]}, expected {}
-        'neg_rebound_ends_correct',  # verdict {MF001 [*]}, expected {}
-        'own_attention_positional',  # verdict {}, expected {MF001 [*]}
-        'zip_attention_lists',  # verdict {}, expected {MF001 [*]}
     },
     'extract_nested_function': {
         'book_tf',  # verdict {}, expected {MF001 [*]}
-        'builder_functional_model',  # verdict {}, expected {MF001}
         'causal_only',  # verdict {}, expected {MF001 [*]}
         'closure_mask_helper',  # verdict {}, expected {MF001 [*]}
         'comment_dense',  # verdict {}, expected {MF001 [*]}
         'dialect_keras_tf_keras',  # verdict {}, expected {MF001 [*]}
         'dialect_tf_keras_package',  # verdict {}, expected {MF001 [*]}
-        'either_order',  # verdict {}, expected {MF001 [*]}
         'fam_factory_bare_lookahead',  # verdict {}, expected {MF005 [*]}
         'fam_factory_swapped',  # verdict {}, expected {MF006 [*]}
         'fam_factory_target',  # verdict {}, expected {MF004 [*]}
@@ -119,70 +71,33 @@ KNOWN_FAILURES = {
         'keras_alias_K',  # verdict {}, expected {MF001 [*]}
         'kerasio_keras3',  # verdict {}, expected {MF001 [*]}
         'kerasio_tf',  # verdict {}, expected {MF001 [*]}
-        'list_input_decoder',  # verdict {}, expected {MF001 [*]}
+        'list_input',  # verdict {}, expected {MF001 [*]}
         'mha_list_build',  # verdict {}, expected {MF001 [*]}
-        'mixed_usage',  # verdict {}, expected {MF001}
         'multiline_no_trailing_comma',  # verdict {}, expected {MF001 [*]}
         'oneline',  # verdict {}, expected {MF001 [*]}
-        'own_attention_positional',  # verdict {}, expected {MF001 [*]}
         'own_mha_class',  # verdict {}, expected {MF001 [*]}
         'positional_tf',  # verdict {}, expected {MF001 [*]}
-        'rebind_twice',  # verdict {}, expected {MF001 [*]}
         'subclassed_model',  # verdict {}, expected {MF001 [*]}
-        'tril_module_helper',  # verdict {}, expected {MF001 [*]}
-        'unresolved_call_site',  # verdict {}, expected {MF001 [*], MF002}
         'upfront',  # verdict {}, expected {MF001 [*]}
         'zip_attention_lists',  # verdict {}, expected {MF001 [*]}
     },
     'extract_method': {
         'causal_only',  # verdict {}, expected {MF001 [*]}
-        'either_order',  # verdict {}, expected {MF001 [*]}
         'functional_builder',  # verdict {}, expected {MF001}
-        'list_input_decoder',  # verdict {}, expected {MF001 [*]}
-        'mixed_usage',  # verdict {}, expected {MF001}
-        'neg_captioning',  # verdict {MF001 [*]}, expected {}
-        'neg_decoder_only_stack',  # verdict {MF001 [*]}, expected {}
-        'neg_query_and_key_masks',  # verdict {MF001 [*]}, expected {}
-        'neg_query_side_rebound',  # verdict {MF001 [*]}, expected {}
-        'neg_rebound_ends_correct',  # verdict {MF001 [*]}, expected {}
-        'own_attention_positional',  # verdict {}, expected {MF001 [*]}
-        'zip_attention_lists',  # verdict {}, expected {MF001 [*]}
     },
     'extract_staticmethod': {
         'causal_only',  # verdict {}, expected {MF001 [*]}
         'either_order',  # verdict {}, expected {MF001 [*]}
         'functional_builder',  # verdict {}, expected {MF001}
-        'list_input_decoder',  # verdict {}, expected {MF001 [*]}
         'mixed_usage',  # verdict {}, expected {MF001}
-        'neg_captioning',  # verdict {MF001 [*]}, expected {}
-        'neg_decoder_only_stack',  # verdict {MF001 [*]}, expected {}
-        'neg_query_and_key_masks',  # verdict {MF001 [*]}, expected {}
-        'neg_query_side_rebound',  # verdict {MF001 [*]}, expected {}
-        'neg_rebound_ends_correct',  # verdict {MF001 [*]}, expected {}
-        'own_attention_positional',  # verdict {}, expected {MF001 [*]}
-        'zip_attention_lists',  # verdict {}, expected {MF001 [*]}
     },
     'extract_lambda': {
-        'builder_functional_model',  # verdict {}, expected {MF001}
         'causal_only',  # verdict {}, expected {MF001 [*]}
         'either_order',  # verdict {}, expected {MF001 [*]}
-        'fam_factory_bare_lookahead',  # verdict {}, expected {MF005 [*]}
-        'fam_factory_swapped',  # verdict {}, expected {MF006 [*]}
-        'fam_factory_target',  # verdict {}, expected {MF004 [*]}
         'functional_builder',  # verdict {}, expected {MF001}
-        'gen_path_swapped',  # verdict {}, expected {MF006 [*]}
-        'list_input_decoder',  # verdict {}, expected {MF001 [*]}
         'mixed_usage',  # verdict {}, expected {MF001}
-        'neg_captioning',  # verdict {MF001 [*]}, expected {}
-        'neg_decoder_only_stack',  # verdict {MF001 [*]}, expected {}
-        'neg_query_and_key_masks',  # verdict {MF001 [*]}, expected {}
-        'neg_query_side_rebound',  # verdict {MF001 [*]}, expected {}
-        'neg_rebound_ends_correct',  # verdict {MF001 [*]}, expected {}
-        'own_attention_positional',  # verdict {}, expected {MF001 [*]}
-        'zip_attention_lists',  # verdict {}, expected {MF001 [*]}
     },
     'inline_helpers': {
-        'builder_functional_model',  # verdict {}, expected {MF001}
         'fam_factory_bare_lookahead',  # verdict {}, expected {MF005 [*]}
         'fam_factory_swapped',  # verdict {}, expected {MF006 [*]}
         'fam_factory_target',  # verdict {}, expected {MF004 [*]}
@@ -195,6 +110,8 @@ KNOWN_FAILURES = {
         'either_order',  # verdict {}, expected {MF001 [*]}
         'else_mask',  # verdict {}, expected {MF001 [*]}
         'functional_builder',  # verdict {}, expected {MF001}
+        'helper_lambda',  # verdict {}, expected {MF001 [*]}
+        'helper_staticmethod',  # verdict {}, expected {MF001 [*]}
         'keras_alias_K',  # verdict {}, expected {MF001 [*]}
         'kerasio_keras3',  # verdict {}, expected {MF001 [*]}
         'list_input_decoder',  # verdict {}, expected {MF001 [*]}
@@ -202,118 +119,24 @@ KNOWN_FAILURES = {
         'mixed_usage',  # verdict {}, expected {MF001}
         'multiline_no_trailing_comma',  # verdict {}, expected {MF001 [*]}
         'oneline',  # verdict {}, expected {MF001 [*]}
-        'own_attention_positional',  # verdict {}, expected {MF001 [*]}
         'rebind_twice',  # verdict {}, expected {MF001 [*]}
         'subclassed_model',  # verdict {}, expected {MF001 [*]}
         'tril_module_helper',  # verdict {}, expected {MF001 [*]}
     },
     'to_keywords': {
-        'builder_functional_model',  # verdict {}, expected {MF001}
-        'list_input_decoder',  # verdict {}, expected {MF001 [*]}
-        'neg_decoder_only_stack',  # verdict {MF001 [*]}, expected {}
-        'neg_query_side_rebound',  # verdict {MF001 [*]}, expected {}
-        'neg_rebound_ends_correct',  # verdict {MF001 [*]}, expected {}
-        'own_attention_positional',  # verdict {}, expected {MF001 [*]}
         'subclassed_model',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
     },
     'attention_list_zip': {
-        'band_part_staticmethod',  # verdict {}, expected {MF001 [*]}
-        'book_tf',  # verdict {}, expected {MF001 [*]}
-        'causal_only',  # verdict {}, expected {MF001 [*]}
-        'closure_mask_helper',  # verdict {}, expected {MF001 [*]}
-        'comment_dense',  # verdict {}, expected {MF001 [*]}
-        'dialect_keras_tf_keras',  # verdict {}, expected {MF001 [*]}
-        'dialect_tf_keras_package',  # verdict {}, expected {MF001 [*]}
-        'either_order',  # verdict {}, expected {MF001 [*]}
-        'else_mask',  # verdict {}, expected {MF001 [*]}
-        'fam_causal_flag_call',  # verdict {}, expected {MF003 [*]}
-        'fam_causal_flag_default',  # verdict {}, expected {MF003 [*]}
-        'fam_causal_flag_shared',  # verdict {}, expected {MF003 [*]}
         'fam_factory_swapped',  # verdict {}, expected {MF006 [*]}
-        'fam_square_causal',  # verdict {}, expected {MF001 [*]}
         'gen_path_swapped',  # verdict {}, expected {MF006 [*]}
-        'keras_alias_K',  # verdict {}, expected {MF001 [*]}
-        'kerasio_keras3',  # verdict {}, expected {MF001 [*]}
-        'kerasio_tf',  # verdict {}, expected {MF001 [*]}
-        'list_input_decoder',  # verdict {}, expected {MF001 [*]}
-        'mixed_usage',  # verdict {}, expected {MF001}
-        'multiline_no_trailing_comma',  # verdict {}, expected {MF001 [*]}
-        'oneline',  # verdict {}, expected {MF001 [*]}
-        'own_attention_positional',  # verdict {}, expected {MF001 [*]}
-        'own_mha_class',  # verdict {}, expected {MF001 [*]}
-        'positional_tf',  # verdict {}, expected {MF001 [*]}
-        'raw_mask',  # verdict {}, expected {MF001 [*]}
-        'rebind_twice',  # verdict {}, expected {MF001 [*]}
-        'subclassed_model',  # verdict {}, expected {MF001 [*]}
-        'tf_function_hints',  # verdict {}, expected {MF001 [*]}
-        'tril_module_helper',  # verdict {}, expected {MF001 [*]}
-        'unresolved_call_site',  # verdict {}, expected {MF001 [*], MF002}
-        'upfront',  # verdict {}, expected {MF001 [*]}
-    },
-    'own_attention_class': {
-        'band_part_staticmethod',  # verdict {}, expected {MF001 [*]}
-        'book_tf',  # verdict {}, expected {MF001 [*]}
-        'causal_only',  # verdict {}, expected {MF001 [*]}
-        'closure_mask_helper',  # verdict {}, expected {MF001 [*]}
-        'comment_dense',  # verdict {}, expected {MF001 [*]}
-        'dialect_keras_tf_keras',  # verdict {}, expected {MF001 [*]}
-        'dialect_tf_keras_package',  # verdict {}, expected {MF001 [*]}
-        'either_order',  # verdict {}, expected {MF001 [*]}
-        'else_mask',  # verdict {}, expected {MF001 [*]}
-        'fam_causal_flag_call',  # verdict {}, expected {MF003 [*]}
-        'fam_causal_flag_default',  # verdict {}, expected {MF003 [*]}
-        'fam_causal_flag_shared',  # verdict {}, expected {MF003 [*]}
-        'fam_square_causal',  # verdict {}, expected {MF001 [*]}
-        'keras_alias_K',  # verdict {}, expected {MF001 [*]}
-        'kerasio_keras3',  # verdict {}, expected {MF001 [*]}
-        'kerasio_tf',  # verdict {}, expected {MF001 [*]}
-        'list_input_decoder',  # verdict {}, expected {MF001 [*]}
-        'mha_list_build',  # verdict {}, expected {MF001 [*]}
-        'mixed_usage',  # verdict {}, expected {MF001}
-        'multiline_no_trailing_comma',  # verdict {}, expected {MF001 [*]}
-        'oneline',  # verdict {}, expected {MF001 [*]}
-        'own_attention_positional',  # verdict {}, expected {MF001 [*]}
-        'positional_tf',  # verdict {}, expected {MF001 [*]}
-        'raw_mask',  # verdict {}, expected {MF001 [*]}
-        'rebind_twice',  # verdict {}, expected {MF001 [*]}
-        'subclassed_model',  # verdict {}, expected {MF001 [*]}
-        'tf_function_hints',  # verdict {}, expected {MF001 [*]}
-        'tril_module_helper',  # verdict {}, expected {MF001 [*]}
-        'unresolved_call_site',  # verdict {}, expected {MF001 [*], MF002}
-        'upfront',  # verdict {}, expected {MF001 [*]}
-        'zip_attention_lists',  # verdict {}, expected {MF001 [*]}
     },
     'sibling_module': {
         'fam_factory_swapped',  # verdict {}, expected {MF006 [*]}
         'gen_path_swapped',  # verdict {}, expected {MF006 [*]}
-        'list_input_decoder',  # verdict {}, expected {MF001 [*]}
-        'neg_decoder_only_stack',  # verdict {MF001 [*]}, expected {}
-        'neg_query_side_rebound',  # verdict {MF001 [*]}, expected {}
-        'neg_rebound_ends_correct',  # verdict {MF001 [*]}, expected {}
-        'own_attention_positional',  # verdict {}, expected {MF001 [*]}
-        'zip_attention_lists',  # verdict {}, expected {MF001 [*]}
     },
     'sibling_module_star': {
         'fam_factory_swapped',  # verdict {}, expected {MF006 [*]}
         'gen_path_swapped',  # verdict {}, expected {MF006 [*]}
-        'list_input_decoder',  # verdict {}, expected {MF001 [*]}
-        'mixed_usage',  # verdict {MF001 [*]}, expected {MF001}
-        'neg_decoder_only_stack',  # verdict {MF001 [*]}, expected {}
-        'neg_query_side_rebound',  # verdict {MF001 [*]}, expected {}
-        'neg_rebound_ends_correct',  # verdict {MF001 [*]}, expected {}
-        'neg_text_generator',  # verdict {MF001 [*]}, expected {}
-        'own_attention_positional',  # verdict {}, expected {MF001 [*]}
-        'unresolved_call_site',  # verdict {MF001 [*]}, expected {MF001 [*], MF002}
-        'zip_attention_lists',  # verdict {}, expected {MF001 [*]}
-    },
-    'notebook_cells': {
-        'builder_functional_model',  # verdict {}, expected {MF001}
-        'list_input_decoder',  # verdict {}, expected {MF001 [*]}
-        'neg_decoder_only_stack',  # verdict {MF001 [*]}, expected {}
-        'neg_query_side_rebound',  # verdict {MF001 [*]}, expected {}
-        'neg_rebound_ends_correct',  # verdict {MF001 [*]}, expected {}
-        'own_attention_positional',  # verdict {}, expected {MF001 [*]}
-        'zip_attention_lists',  # verdict {}, expected {MF001 [*]}
     },
 }
 

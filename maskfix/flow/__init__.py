@@ -1,0 +1,1 @@
+"""Mask provenance: where the values reaching an attention call come from."""
