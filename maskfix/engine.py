@@ -166,7 +166,9 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
             defined[u.key] = {n: s for n, s in mine.items() if n in own}
             wrappers.update(defined[u.key])
     analysed: List[_Unit] = []
-    for u in units:
+    for done, u in enumerate(units):
+        if progress is not None:  # the analysis is the slow part: keep the line up while it runs
+            progress(done, len(units), u.key)
         try:
             with timer.limit():
                 u.star = _star_import(u.module)

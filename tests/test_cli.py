@@ -229,9 +229,9 @@ def test_progress_line_stays_up_while_a_slow_file_is_analysed(tmp_path, monkeypa
     (tmp_path / "big.py").write_bytes((FIXTURES / "raw_mask" / "before.py").read_bytes())
     real = engine.analyze_module
 
-    def slow(module):
+    def slow(module, *args):
         time.sleep(0.6)  # well past the delay below
-        return real(module)
+        return real(module, *args)
 
     monkeypatch.setattr(engine, "analyze_module", slow)
     monkeypatch.setattr(cli._Progress, "DELAY", 0.2)

@@ -647,10 +647,10 @@ def test_a_file_that_takes_too_long_is_stopped_and_the_others_go_on(tmp_path, ca
     (tmp_path / "slow.py").write_bytes(fixture("raw_mask").replace(b"class Decoder", b"class Slow"))
     real = engine.analyze_module
 
-    def analyse(module):
+    def analyse(module, *args):
         while "Slow" in module.code:  # as if the analysis never ended on this file
             time.sleep(0.01)
-        return real(module)
+        return real(module, *args)
 
     monkeypatch.setattr(engine, "analyze_module", analyse)
     monkeypatch.setattr(limits, "FILE_SECONDS", 0.5)
