@@ -420,7 +420,8 @@ def _diagnostics(run: Run, select: Sequence[str]) -> List[Diagnostic]:
         if outcome.error:
             run.errors.append((key, outcome.error))
             continue
-        run.errors.extend((key, note) for note in getattr(outcome, "not_analysed", ()))
+        locate = item.notebook.locate if item.notebook is not None else None
+        run.errors.extend((key, note.describe(locate)) for note in outcome.not_analysed)
         for f in outcome.findings:
             if f.code not in select:
                 continue

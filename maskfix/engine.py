@@ -45,7 +45,7 @@ class Outcome:
     # Keys of the other sources whose rewrite this one's depends on: a call of a decoder this run
     # fixes may be given encoder_padding_mask=, so they are written together or not at all.
     needs: Set[str] = field(default_factory=set)
-    not_analysed: List[str] = field(default_factory=list)  # parts of the source set aside, one line each
+    not_analysed: List["limits.SetAside"] = field(default_factory=list)  # parts of the source set aside
     attention_layers: List[str] = field(default_factory=list)  # the project's attention wrappers defined here
     mask_factories: List[str] = field(default_factory=list)  # tutorial-style mask factories defined here
 

@@ -93,13 +93,33 @@ _BLOCKS = ("body", "orelse", "finalbody", "handlers", "cases")
 
 
 @dataclass
+class SetAside:
+    """One statement set aside for its nesting depth: 1-based lines of the source, and why."""
+
+    first: int
+    last: int
+    reason: str
+
+    def describe(self, locate: Optional[Callable[[int], Tuple[int, int]]] = None) -> str:
+        """One line for the report; ``locate`` maps a source line to (cell, line) in notebooks."""
+        if locate is None:
+            where = f"line {self.first}" if self.first == self.last else f"lines {self.first}-{self.last}"
+        else:
+            (cell, first), (cell_end, last) = locate(self.first), locate(self.last)
+            where = f"cell {cell}:line {first}"
+            if (cell_end, last) != (cell, first):
+                where = f"cell {cell}:lines {first}-{last}"
+        return f"{where} not analysed: {self.reason}"
+
+
+@dataclass
 class Hidden:
     """Statements set aside before LibCST sees them, and how to put them back."""
 
     source: str  # the source with each hidden statement replaced by a placeholder
     tree: Optional[ast.Module] = None  # Python's own tree of the original source
     originals: List[Tuple[str, str, int]] = field(default_factory=list)  # (marker, original text, lines)
-    notes: List[str] = field(default_factory=list)  # one line per hidden statement
+    notes: List[SetAside] = field(default_factory=list)  # one per hidden statement
 
     def restore(self, code: str) -> str:
         """Put the hidden statements back into ``code`` (the placeholders must be intact)."""
@@ -154,8 +174,7 @@ def hide_deep_statements(source: str, tree: ast.Module, limit: int = MAX_DEPTH) 
         for i in range(first, last + 1):
             ending = lines[i][len(lines[i].rstrip("\r\n")):]
             lines[i] = (indent + marker if i == first else "") + ending
-        where = f"line {first + 1}" if first == last else f"lines {first + 1}-{last + 1}"
-        hidden.notes.append(f"{where} not analysed: an expression nested more than {limit} deep")
+        hidden.notes.append(SetAside(first + 1, last + 1, f"an expression nested more than {limit} deep"))
     hidden.source = "".join(lines)
     return hidden
 

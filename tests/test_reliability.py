@@ -658,3 +658,25 @@ def test_a_file_that_takes_too_long_is_stopped_and_the_others_go_on(tmp_path, ca
     assert code == 2 and "good.py" in out and "slow.py" not in out
     assert error_lines(err) == [f"maskfix: error: {tmp_path / 'slow.py'}: analysis stopped after 0.5 s "
                                 "(the time allowed per file); file skipped"]
+
+
+def test_a_statement_set_aside_in_a_notebook_is_located_by_cell(tmp_path, capsys):
+    """Before: the line was one of the internal joined program, which the reader never sees."""
+    import json
+
+    cells = [
+        {"cell_type": "markdown", "metadata": {}, "source": ["# Model\n"]},
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+         "source": fixture("raw_mask").decode().splitlines(keepends=True)},
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+         "source": ["x = 1\n", "Z = " + " + ".join(["1"] * 500) + "\n"]},
+    ]
+    nb = {"cells": cells, "metadata": {"language_info": {"name": "python"}}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "model.ipynb"
+    path.write_text(json.dumps(nb, indent=1))
+    code, out, err = run(["check", str(path)], capsys)
+    assert "MF001" in out
+    assert error_lines(err) == [
+        f"maskfix: error: {path}: cell 3:line 2 not analysed: an expression nested more than 200 deep"
+    ]
+    assert code == 2
