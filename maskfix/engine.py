@@ -61,6 +61,7 @@ class _Unit:
     hidden: Optional[limits.Hidden] = None  # statements set aside for their nesting depth
     wrappers: Dict[str, Signature] = field(default_factory=dict)  # attention wrappers defined here
     star: bool = False  # ``from x import *``: every name the run defines may be visible
+    visible: Dict[str, Signature] = field(default_factory=dict)  # attention wrappers this source can use
 
 
 def _imported_names(module: cst.Module) -> set:
@@ -175,6 +176,7 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
                 visible = {n: s for n, s in wrappers.items() if n in u.imported or u.star}
                 visible.update(defined.get(u.key, {}))
                 u.facts = analyze_module(u.module, visible)
+                u.visible = visible
                 u.factories = find_factories(u.module)
                 u.wrappers = defined.get(u.key, {})
         except limits.OutOfTime:
@@ -212,6 +214,7 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
         return views[key]
 
     by_key = {u.key: u for u in units}
+    modules = {u.key: u.module for u in units}
     rules = active_rules(select)
     contexts: Dict[str, Context] = {}
     problems: Dict[str, List[Problem]] = {}
@@ -230,6 +233,8 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
             where=lambda key, node: view(key).where(node),
             suppressed=lambda code, *nodes, _key=u.key: view(_key).suppressed(code, *nodes),
             notes=outcomes[u.key].notes,
+            attentions=u.visible,
+            modules=modules,
         )
         try:
             with timer.limit():

@@ -14,6 +14,8 @@ would be fragile:
   Query and value must differ, or no key can come from the encoder.  A
   function that builds a functional decoder from ``Input``s needs such a call
   of any attention layer;
+- a decoder's self-attention (MF008): such a class whose method applies one
+  attention with the same query and value and another with different ones;
 - a lazy embedding mask (MF007, analysis._lazy_mask): a ``compute_mask``
   method with ``if <mask> is None:`` directly in its body and a ``return``
   that uses its first parameter;
@@ -146,13 +148,27 @@ def _decoder_shape(cls: ast.ClassDef) -> bool:
             t.id for n in nodes if isinstance(n, ast.For) and attrs & {_self_attr(i) for i in ast.walk(n.iter)}
             for t in ast.walk(n.target) if isinstance(t, ast.Name)
         }
+        roles = set()
         for call in nodes:
             if not isinstance(call, ast.Call):
                 continue
             applied = _self_attr(call.func) in attrs or (isinstance(call.func, ast.Name) and call.func.id in looped)
             if applied and _attention_call(call):
                 return True
+            if applied:
+                roles.add(_role(call))
+        if {"self", "cross"} <= roles:  # a decoder's self-attention (MF008)
+            return True
     return False
+
+
+def _role(call: ast.Call) -> str:
+    """'self' when query and value are the same tree, 'cross' when they differ, '' otherwise."""
+    slots = dict(zip(("query", "value"), [a for a in call.args if not isinstance(a, ast.Starred)]))
+    slots.update((k.arg, k.value) for k in call.keywords if k.arg in ("query", "value"))
+    if "query" not in slots or "value" not in slots:
+        return ""
+    return "self" if ast.dump(slots["query"]) == ast.dump(slots["value"]) else "cross"
 
 
 def _functional_decoder_shape(fn) -> bool:

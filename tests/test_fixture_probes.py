@@ -42,6 +42,9 @@ CASES = {
     "tril_module_helper": ("TranslatorDecoder", {}, []),
     "mha_list_build": ("StackedDecoder", {}, []),
     "subclassed_model": ("Decoder", {}, []),
+    # MF008: the before fails decoder causality (at inference, or only with training=True)
+    "fam_noncausal_padding_only": ("TranslationDecoder", {}, []),
+    "fam_noncausal_flag_off_training": ("DecoderBlock", {}, ["implicit"]),  # no mask parameter
 }
 
 

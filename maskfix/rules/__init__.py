@@ -12,6 +12,7 @@ from . import (
     mf005_bare_lookahead,
     mf006_swapped_mask_slots,
     mf007_lazy_compute_mask,
+    mf008_non_causal_self_attention,
 )
 from .base import Context, Flagged, Problem, Rule
 
@@ -25,6 +26,7 @@ RULES: Dict[str, Rule] = {
         mf005_bare_lookahead,
         mf006_swapped_mask_slots,
         mf007_lazy_compute_mask,
+        mf008_non_causal_self_attention,
     )
 }
 

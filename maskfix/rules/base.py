@@ -14,6 +14,7 @@ import libcst as cst
 
 from ..analysis import CallSite, DecoderClass, ModuleFacts
 from ..factories import Factory
+from ..flow.attention import Signature
 from ..rewrite import Edits, Style
 
 Fix = Callable[[Edits, Style], None]
@@ -45,6 +46,8 @@ class Context:
     suppressed: Callable[..., bool]  # (code, *nodes) -> a ``# noqa`` covers it here
     notes: List[str] = field(default_factory=list)  # how call sites were threaded
     visible_factories: List[Factory] = field(default_factory=list)  # also those imported from the run
+    attentions: Dict[str, Signature] = field(default_factory=dict)  # the run's attention layers visible here
+    modules: Dict[str, cst.Module] = field(default_factory=dict)  # every source of the run, by key
 
 
 # keys of the fixable, unsuppressed problems of each code, run-wide

@@ -100,8 +100,11 @@ def _call_params(layer) -> set:
     return set(inspect.signature(layer.call).parameters)
 
 
-def call_layer(layer, x, e, dec_mask, enc_mask, mode: str) -> np.ndarray:
-    """Call the layer on numpy inputs in the given mode; return the output as numpy."""
+def call_layer(layer, x, e, dec_mask, enc_mask, mode: str, training: bool = False) -> np.ndarray:
+    """Call the layer on numpy inputs in the given mode; return the output as numpy.
+
+    ``training`` is passed when ``call`` takes it (False unless a probe asks for the training path).
+    """
     k = kerasenv
     xt, et = k.to_tensor(x, "float32"), k.to_tensor(e, "float32")
     dm, em = k.to_tensor(dec_mask, "bool"), k.to_tensor(enc_mask, "bool")
@@ -110,7 +113,7 @@ def call_layer(layer, x, e, dec_mask, enc_mask, mode: str) -> np.ndarray:
     if "encoder_padding_mask" in params:
         kwargs["encoder_padding_mask"] = em
     if "training" in params:
-        kwargs["training"] = False
+        kwargs["training"] = training
     if mode == "implicit":
         k.attach_mask(xt, dm)
         k.attach_mask(et, k.to_tensor(enc_mask, "bool"))
@@ -210,6 +213,42 @@ def probe_decoder_causality(layer, mode, dim=FEATURE_DIM, k=3) -> ProbeResult:
     )
 
 
+def probe_decoder_causality_in_training(layer, mode, dim=FEATURE_DIM, k=3) -> Optional[ProbeResult]:
+    """Under ``training=True`` too, outputs before step k must not depend on steps >= k.
+
+    A causal flag that is off during training (``use_causal_mask=not training``) passes the
+    inference-time probe and leaks the future exactly while the model learns.  Omitted (None)
+    when ``call`` takes no ``training`` or the training path is random (dropout the probes cannot
+    switch off), since two calls could then not be compared.
+    """
+    name = "decoder_causality_in_training"
+    if "training" not in _call_params(layer):
+        return None
+    rng = np.random.default_rng(5)
+    T = S = 6
+    x, e = rng.normal(size=(2, T, dim)), rng.normal(size=(2, S, dim))
+    dm, em = lengths_mask([6, 6], T), lengths_mask([4, 6], S)
+    x2 = x.copy()
+    x2[:, k:] = rng.normal(scale=3.0, size=x2[:, k:].shape)
+    try:
+        a = call_layer(layer, x, e, dm, em, mode, training=True)
+        again = call_layer(layer, x, e, dm, em, mode, training=True)
+        if np.abs(a - again).max() > TOLERANCE:
+            return None
+        b = call_layer(layer, x2, e, dm, em, mode, training=True)
+    except Exception as exc:  # noqa: BLE001
+        return _crash(name, mode, exc)
+    leak = np.abs(a[:, :k] - b[:, :k]).max(axis=(0, 2))
+    if leak.max() <= TOLERANCE:
+        return ProbeResult(name, True, f"with training=True, steps < {k} unchanged when steps >= {k} change", mode)
+    return ProbeResult(
+        name, False,
+        f"with training=True, step {int(leak.argmax())} changed by {leak.max():.3g} when only steps >= {k} "
+        "changed: the decoder sees the future while it learns",
+        mode,
+    )
+
+
 def probe_unequal_lengths(layer, mode, dim=FEATURE_DIM) -> ProbeResult:
     """Source shorter and longer than the target must both run."""
     name = "unequal_lengths"
@@ -258,6 +297,7 @@ LAYER_PROBES = (
     probe_full_source_visibility,
     probe_decoder_causality,
     probe_unequal_lengths,
+    probe_decoder_causality_in_training,  # omitted for layers without a deterministic training path
 )
 
 
@@ -270,4 +310,5 @@ def run_layer_probes(cls, overrides: Optional[Dict] = None, modes: Iterable[str]
     feature_dim = feature_dim or width_from_overrides(cls, overrides)
     layer = construct_layer(cls, feature_dim, overrides)
     warm_up(layer, feature_dim)
-    return [probe(layer, mode, feature_dim) for mode in modes for probe in LAYER_PROBES]
+    results = (probe(layer, mode, feature_dim) for mode in modes for probe in LAYER_PROBES)
+    return [r for r in results if r is not None]
