@@ -512,6 +512,7 @@ class ModuleValues:
             self.classes.setdefault(cls.name.value, cls)
             for fn in iter_nodes(cls.body, cst.FunctionDef):
                 self.owner.setdefault(id(fn), cls)
+        self.own_mha = own_attention(module)
         self._sites: Optional[Dict[str, List[Site]]] = None
         self._params: Dict[int, Dict[str, MaskValue]] = {}
         self._active: set = set()
@@ -547,19 +548,26 @@ class ModuleValues:
                 for t in node.targets:
                     if isinstance(t.target, cst.Name):
                         local[t.target.value] = last_name(node.value.func)
+        keras_attrs = _keras_built(cls) if self.own_mha and cls is not None else set()
         out = []
         for ac in calls:
             func = ac.call.func
             attr = self_attr(func)
+            keras = not self.own_mha
             if attr in attrs:
                 name = attrs[attr]
+                keras = keras or attr in keras_attrs
             elif isinstance(func, cst.Call):
                 name = last_name(func.func)
+                keras = keras or isinstance(func.func, cst.Attribute)
             elif isinstance(func, cst.Name):
                 name = local.get(func.value)
             else:
                 name = None
-            out.append((name or KERAS_MHA, ac))
+            name = name or KERAS_MHA
+            if name == KERAS_MHA and not keras:
+                continue  # the module's own attention, with its own idea of a mask
+            out.append((name, ac))
         return out
 
     # -- helpers
@@ -731,6 +739,38 @@ class ModuleValues:
                     out.setdefault(name, []).append(Site(call, fn, cls))
         self._sites = out
         return out
+
+
+def own_attention(module: cst.Module) -> bool:
+    """Whether the module's ``MultiHeadAttention`` is its own implementation (the 2019 TensorFlow
+    tutorial's, reading 1 as masked), defined here or imported from outside Keras, rather than
+    Keras' layer or a subclass or wrapper of it."""
+    for cls in iter_nodes(module, cst.ClassDef):
+        if cls.name.value != KERAS_MHA:
+            continue
+        if any(last_name(b.value) == KERAS_MHA for b in cls.bases):
+            return False
+        return not any(isinstance(c.func, cst.Attribute) and c.func.attr.value == KERAS_MHA
+                       for c in iter_nodes(cls.body, cst.Call))
+    for node in iter_nodes(module, cst.ImportFrom):
+        if isinstance(node.names, cst.ImportStar):
+            continue
+        source = (cst.Module([]).code_for_node(node.module) if node.module is not None else "")
+        if source.split(".")[0] in ("keras", "tensorflow", "tf_keras"):
+            continue
+        if any(isinstance(a.name, cst.Name) and a.name.value == KERAS_MHA for a in node.names):
+            return True
+    return False
+
+
+def _keras_built(cls: cst.ClassDef) -> set:
+    """``self`` attributes built by a dotted ``x.MultiHeadAttention(...)``: Keras' own layer."""
+    out = set()
+    for node in iter_nodes(cls.body, cst.Assign):
+        if any(isinstance(c.func, cst.Attribute) and c.func.attr.value == KERAS_MHA
+               for c in iter_nodes(node.value, cst.Call)):
+            out.update(a for a in (self_attr(t.target) for t in node.targets) if a)
+    return out
 
 
 def _bind_loop(target: cst.BaseExpression, it: cst.BaseExpression, attrs: Dict[str, str], out: Dict[str, str]) -> None:
