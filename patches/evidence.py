@@ -58,17 +58,19 @@ def make_corpus(seed, n, src_len=10, tgt_len=10, src_vocab_size=16):
 
 
 def to_script(path: Path) -> str:
+    """The file as one program: a notebook's code cells joined, tf.keras-era imports read as such."""
     if path.suffix != ".ipynb":
-        return path.read_text(encoding="utf-8")
-    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-    chunks = []
-    for cell in cells:
-        if cell.get("cell_type") != "code":
-            continue
-        src = cell["source"]
-        src = "".join(src) if isinstance(src, list) else src
-        chunks.append("\n".join(l for l in src.splitlines() if not l.lstrip().startswith(("!", "%"))))
-    text = "\n\n".join(chunks) + "\n"
+        text = path.read_text(encoding="utf-8")
+    else:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        chunks = []
+        for cell in cells:
+            if cell.get("cell_type") != "code":
+                continue
+            src = cell["source"]
+            src = "".join(src) if isinstance(src, list) else src
+            chunks.append("\n".join(l for l in src.splitlines() if not l.lstrip().startswith(("!", "%"))))
+        text = "\n\n".join(chunks) + "\n"
     if "from tensorflow import keras" in text:
         text = text.replace("from keras.", "from tensorflow.keras.")
     return text

@@ -13,6 +13,12 @@ optional hand edit is committed separately, and ``git format-patch`` writes the 
 ``patches/<target>/``. Author, dates and options are fixed, so the output is byte-for-byte
 reproducible from the same upstream file.
 
+With ``--influence``, the patches are left alone; instead the target's decoder layer is measured
+before and after ``maskfix rewrite`` (the change of ``0001``), under the Keras runtime the file
+targets, with the influence probe of ``maskfix verify --plot``: ``influence.json`` (the matrices and
+their summary) and ``influence.png`` go to ``patches/<target>/``, and the block between the
+influence markers of its ``PR.md`` is rewritten from them.
+
 Exit status: 0 patches written, 1 an upstream file differs from the recorded sha256 (patches are
 still written, with a warning), 2 an error.
 """
@@ -20,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -27,7 +35,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 HERE = Path(__file__).resolve().parent
 AUTHOR = "maskfix <maskfix@users.noreply.github.com>"
@@ -58,6 +66,9 @@ class Target:
     hand_slug: str = ""
     hand_subject: str = ""
     hand_body: str = ""
+    layer: str = "TransformerDecoder"
+    # How masks reach the decoder in the influence measurement; see MODE_WORDS.
+    influence_modes: Tuple[str, ...] = ("implicit", "explicit")
 
 
 _BODY_TF = """\
@@ -141,6 +152,8 @@ encoder's token ids, passed as encoder_padding_mask. The decoder
 sub-model gains an encoder_padding_mask input; the end-to-end model
 keeps its two inputs.
 """,
+            # Before the patch the model creates no Keras mask at all: the decoder runs unmasked.
+            influence_modes=("unmasked", "implicit", "explicit"),
         ),
     ]
 }
@@ -202,11 +215,168 @@ def make_patches(target: Target, source: Path, out_dir: Path) -> List[Path]:
         return written
 
 
+INFLUENCE_BEGIN = "<!-- influence: written by patches/regenerate.py --influence from influence.json -->"
+INFLUENCE_END = "<!-- /influence -->"
+MODE_WORDS = {
+    "implicit": "masks attached by Keras, as inside a model",
+    "explicit": "`mask=` passed by keyword",
+    "unmasked": "no mask attached or passed",
+}
+
+
+def _evidence_module():
+    """``evidence.py`` of this folder (it turns a notebook or a tf.keras-era file into a program)."""
+    spec = importlib.util.spec_from_file_location("maskfix_patches_evidence", HERE / "evidence.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rounded(value):
+    """Six significant digits: the JSON stays readable and diffs stay small."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
+
+
+def measure_influence(target: Target, source: Path, out_dir: Path) -> dict:
+    """Measure the target's decoder layer in ``source`` and as ``maskfix rewrite`` fixes it.
+
+    Writes ``influence.json`` and ``influence.png`` to ``out_dir`` and returns the JSON data.
+    The runtime is the one the file targets (``maskfix verify``'s choice: tf_keras for tf.keras
+    code, Keras 3 with the backend the file names otherwise); only definitions are run.
+    """
+    from maskfix.verify.influence import summarize_influence
+    from maskfix.verify.plots import plot_influence
+    from maskfix.verify.runtime import detect_runtime, run_jobs
+
+    to_script = _evidence_module().to_script
+    with tempfile.TemporaryDirectory(prefix=f"maskfix-influence-{target.name}-") as tmp:
+        work = Path(tmp)
+        before, after = work / f"before{source.suffix}", work / f"after{source.suffix}"
+        before.write_bytes(source.read_bytes())
+        after.write_bytes(source.read_bytes())
+        run = subprocess.run([sys.executable, "-m", "maskfix", "rewrite", "-q", str(after)],
+                             capture_output=True, text=True)
+        if run.returncode == 2 or after.read_bytes() == before.read_bytes():
+            raise RuntimeError(f"{target.name}: maskfix rewrite changed nothing "
+                               f"(exit {run.returncode}): {run.stdout}{run.stderr}")
+        programs = []
+        for path in (before, after):
+            program = work / f"{path.stem}_program.py"
+            program.write_text(to_script(path), encoding="utf-8")
+            programs.append(program)
+        runtime = detect_runtime(programs[0].read_text(encoding="utf-8"))
+        task = {"kind": "influence", "layer": target.layer, "modes": list(target.influence_modes)}
+        result = run_jobs(runtime, [{"path": str(p), "tasks": [task]} for p in programs],
+                          threads=1, timeout=900)
+    measured = []
+    for which, job in zip(("before", "after"), result["jobs"]):
+        done = job.get("tasks", [{}])[0]
+        if "error" in job or "error" in done:
+            raise RuntimeError(f"{target.name}: {which} the patch: {job.get('error') or done['error']}")
+        measured.append(_rounded({k: v for k, v in done.items() if k != "kind"}))
+    digest = sha256_of(source)
+    data = {
+        "target": target.name,
+        "layer": target.layer,
+        "runtime": result["runtime"],
+        "measured_file": {"name": source.name, "sha256": digest, "is_recorded_upstream": digest == target.sha256},
+        "before": measured[0],
+        "after": measured[1],
+        "summary": {"before": summarize_influence(measured[0]), "after": summarize_influence(measured[1])},
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp_json = out_dir / ".influence.json.tmp"
+    tmp_json.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp_json, out_dir / "influence.json")
+    plot_influence([("before the patch", measured[0]), ("after the patch", measured[1])],
+                   out_dir / "influence.png",
+                   title=f"{target.repo}@{target.revision[:7]} {target.path}: {target.layer}\n"
+                         f"{result['runtime']}")
+    return data
+
+
+def _moved(value: float, tolerance: float) -> str:
+    return "none" if value <= tolerance else f"{value:.3g}"
+
+
+def render_influence(data: dict) -> str:
+    """The PR.md block, markers included, for the JSON written by :func:`measure_influence`."""
+    dims = data["before"]
+    tol = dims["tolerance"]
+    padded = dims["source_steps"] - dims["source_length"]
+    file = data["measured_file"]
+    lines = [
+        INFLUENCE_BEGIN,
+        f"Influence maps of `{data['layer']}` before and after the patch, measured under "
+        f"{data['runtime']}: {dims['steps']} decoder steps, {dims['source_steps']} source positions of which the last "
+        f"{padded} are padding, width {dims['width']}, random seeded weights. One input position at a "
+        "time is perturbed (an encoder output for the T x S map, a decoder input for the T x T map) "
+        f"and the move of every output step recorded; moves up to {tol:.0e} count as none. The fixed layer "
+        "also gets `encoder_padding_mask=`, as the patched model passes it.".replace("e-0", "e-"),
+        "",
+        "| masks | measure | before | after |",
+        "| --- | --- | --- | --- |",
+    ]
+    for mode in data["summary"]["before"]:
+        b, a = data["summary"]["before"][mode], data["summary"]["after"][mode]
+        label = f"{mode} ({MODE_WORDS.get(mode, mode)})"
+        if "error" in b or "error" in a:
+            cells = [f"crashed: `{r['error']}`".replace("|", "/") if "error" in r else "runs" for r in (b, a)]
+            lines.append(f"| {label} | runs | {cells[0]} | {cells[1]} |")
+            continue
+        rows = [
+            ("real (step, source) pairs that move",
+             lambda r: f"{r['real_pairs_moving']} / {r['real_pairs']}"),
+            ("real source positions that move step 0",
+             lambda r: f"{r['step0_sources']} / {r['real_sources']}"),
+            ("largest move through a padded source position", lambda r: _moved(r["padding_max"], tol)),
+            ("largest move from a later decoder step", lambda r: _moved(r["future_max"], tol)),
+        ]
+        for k, (name, cell) in enumerate(rows):
+            lines.append(f"| {label if k == 0 else ''} | {name} | {cell(b)} | {cell(a)} |")
+    if file["is_recorded_upstream"]:
+        where = f"the upstream file at the recorded revision (sha256 `{file['sha256']}`)"
+    else:
+        where = (f"`{file['name']}` (sha256 `{file['sha256']}`), which is not the recorded upstream "
+                 "file (what it holds is stated above)")
+    lines += [
+        "",
+        f"Measured on {where}. Only its definitions run; the fixed layer is the same file after "
+        "`maskfix rewrite`.",
+        "",
+        "![influence maps before and after](influence.png)",
+        INFLUENCE_END,
+    ]
+    return "\n".join(lines)
+
+
+def update_pr(pr: Path, block: str) -> bool:
+    """Replace the influence block of ``pr``; False when the file has no markers."""
+    text = pr.read_text(encoding="utf-8")
+    start, end = text.find(INFLUENCE_BEGIN), text.find(INFLUENCE_END)
+    if start < 0 or end < start:
+        return False
+    new = text[:start] + block + text[end + len(INFLUENCE_END):]
+    if new != text:
+        tmp = pr.with_name(f".{pr.name}.tmp")
+        tmp.write_text(new, encoding="utf-8")
+        os.replace(tmp, pr)
+    return True
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkouts", nargs="+", metavar="TARGET=PATH",
                         help=f"target ({', '.join(TARGETS)}) and the upstream checkout (or the file itself)")
     parser.add_argument("--out", type=Path, default=HERE, help="where the <target>/ folders go")
+    parser.add_argument("--influence", action="store_true",
+                        help="measure the decoder before and after the patch instead of writing patches")
     args = parser.parse_args(argv)
     status, jobs = 0, []
     for item in args.checkouts:
@@ -227,7 +397,16 @@ def main(argv=None) -> int:
                   f"{target.sha256} ({target.repo}@{target.revision})", file=sys.stderr)
             status = 1
         try:
-            written = make_patches(target, source, args.out / target.name)
+            if args.influence:
+                folder = args.out / target.name
+                data = measure_influence(target, source, folder)
+                pr = folder / "PR.md"
+                if pr.is_file() and not update_pr(pr, render_influence(data)):
+                    print(f"{name}: warning: {pr} has no influence markers; not updated", file=sys.stderr)
+                    status = 1
+                written = [folder / "influence.json", folder / "influence.png"]
+            else:
+                written = make_patches(target, source, args.out / target.name)
         except (RuntimeError, ValueError, subprocess.CalledProcessError) as exc:
             detail = getattr(exc, "stderr", "") or ""
             print(f"{name}: {exc} {detail}".strip(), file=sys.stderr)

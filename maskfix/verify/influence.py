@@ -58,3 +58,31 @@ def influence_matrices(cls, init: Optional[Dict] = None, modes: Iterable[str] = 
         except Exception as exc:  # noqa: BLE001 - a crash is what the picture shows
             result["modes"][mode] = {"error": describe_exception(exc)}
     return result
+
+
+def summarize_influence(data: dict) -> dict:
+    """What the matrices of ``influence_matrices`` say, per mode, in a few counts.
+
+    ``{mode: {"real_pairs_moving", "real_pairs", "step0_sources", "real_sources",
+    "padding_max", "future_max"}}``, or ``{mode: {"error": ...}}`` for a mode that crashed.
+    A cell moves when it changes by more than the tolerance. A correct decoder moves every real
+    (step, source) pair, every real source position reaches step 0, padding moves nothing
+    (``padding_max`` below the tolerance) and no step moves with a later one (``future_max``).
+    """
+    tol, real = data["tolerance"], data["source_length"]
+    out = {}
+    for mode, entry in data["modes"].items():
+        if "error" in entry:
+            out[mode] = {"error": entry["error"]}
+            continue
+        cross, self_ = np.asarray(entry["cross"]), np.asarray(entry["self"])
+        future = self_[np.triu_indices(self_.shape[0], k=1)]
+        out[mode] = {
+            "real_pairs_moving": int((cross[:, :real] > tol).sum()),
+            "real_pairs": int(cross[:, :real].size),
+            "step0_sources": int((cross[0, :real] > tol).sum()),
+            "real_sources": int(real),
+            "padding_max": float(cross[:, real:].max()) if cross.shape[1] > real else 0.0,
+            "future_max": float(future.max()) if future.size else 0.0,
+        }
+    return out

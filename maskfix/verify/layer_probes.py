@@ -6,7 +6,9 @@ padding mask and an encoder padding mask, in one of two modes:
 * ``implicit``: the masks are attached to ``x`` and ``e`` the way Keras attaches them inside a
   model (the call sees them as ``mask=`` and/or through MultiHeadAttention's own mask lookup);
 * ``explicit``: no attached masks; ``mask=`` is passed by keyword. Under Keras 3 this is the only
-  way ``mask=`` ever reaches a two-tensor ``call``, and it is how the bug comes back there.
+  way ``mask=`` ever reaches a two-tensor ``call``, and it is how the bug comes back there;
+* ``unmasked`` (not probed by default): no attached masks and no ``mask=``, the way a model whose
+  embedding creates no Keras mask calls the decoder.
 
 In both modes ``encoder_padding_mask=`` is passed only if ``call`` has that parameter.
 """
@@ -119,7 +121,7 @@ def call_layer(layer, x, e, dec_mask, enc_mask, mode: str, training: bool = Fals
         k.attach_mask(et, k.to_tensor(enc_mask, "bool"))
     elif mode == "explicit":
         kwargs["mask"] = dm
-    else:
+    elif mode != "unmasked":
         raise ValueError(f"unknown mode {mode!r}")
     return k.to_numpy(layer(xt, et, **kwargs))
 

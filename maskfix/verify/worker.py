@@ -5,7 +5,7 @@ Runs in a process whose environment already selects the Keras runtime (see ``run
 ``{"kind": "layer_probes", "layer": NAME|None, "init": {...}, "modes": [...]}``,
 ``{"kind": "model_probes"}``, ``{"kind": "train", **train_briefly kwargs}``,
 ``{"kind": "train_ratio", **train_by_ratio kwargs}`` or
-``{"kind": "influence", "layer": NAME|None, "init": {...}}``.
+``{"kind": "influence", "layer": NAME|None, "init": {...}, "modes": [...]}``.
 Progress lines go to the file named by ``$MASKFIX_VERIFY_PROGRESS``, if set.
 The result file mirrors the jobs with per-task results or errors.
 """
@@ -62,10 +62,11 @@ def _run_task(loaded, task: dict) -> dict:
         return {"kind": kind, "metrics": train_by_ratio(module, report=_progress_sink(), **kwargs)}
     if kind == "influence":
         from maskfix.verify.influence import influence_matrices
+        from maskfix.verify.layer_probes import MODES
 
         name = task.get("layer") or _only_decoder(module)
         return {"kind": kind, "layer": name,
-                **influence_matrices(getattr(module, name), task.get("init"))}
+                **influence_matrices(getattr(module, name), task.get("init"), task.get("modes") or MODES)}
     raise ValueError(f"unknown task kind {kind!r}")
 
 
