@@ -1,7 +1,7 @@
 """Black-box probes on a Transformer decoder layer.
 
 The layer is called with decoder states ``x`` (T steps), encoder outputs ``e`` (S steps), a decoder
-padding mask and an encoder padding mask, in one of two modes:
+padding mask and an encoder padding mask, in one of these modes:
 
 * ``implicit``: the masks are attached to ``x`` and ``e`` the way Keras attaches them inside a
   model (the call sees them as ``mask=`` and/or through MultiHeadAttention's own mask lookup);

@@ -109,18 +109,33 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(text, width)[:6])
 
 
-def plot_ratio_accuracy(runs: Dict[str, Dict[str, Optional[dict]]], out: Path, title: str = "") -> None:
-    """``runs``: runtime label -> {"original": metrics, "rewritten": metrics} from
-    ``train_by_ratio``. One panel per runtime: bars of validation token accuracy per ratio
-    bucket, the majority-token baseline as a line; a crashed run is written in its panel."""
+def _bucket_label(bucket: str) -> str:
+    """``T/S < 0.8`` -> ``< 0.8``; ``0.8 <= T/S <= 1.25`` -> ``0.8 to 1.25``."""
+    low, sep, high = bucket.partition(" <= T/S <= ")
+    if sep:
+        return f"{low} to {high}"
+    return bucket.replace("T/S ", "")
+
+
+# Bars reach 1.0 and their value labels a little above; crash notes go in the band above that.
+_NOTE_BAND = 1.38
+
+
+def ratio_accuracy_figure(runs: Dict[str, Dict[str, Optional[dict]]], title: str = ""):
+    """The figure of :func:`plot_ratio_accuracy`, not yet saved (tests measure its layout)."""
     plt = _pyplot()
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     labels = list(runs)
-    fig, axes = plt.subplots(1, len(labels), figsize=(3.6 * len(labels), 3.4), squeeze=False,
+    fig, axes = plt.subplots(1, len(labels), figsize=(3.6 * len(labels), 3.6), squeeze=False,
                              constrained_layout=True)
     colours = {"original": "#d95f02", "rewritten": "#1b9e77"}
+    shown = set()
     for ax, label in zip(axes[0], labels):
         ax.set_title(label, fontsize=9)
-        ax.set_ylim(0, 1.05)
+        ax.set_ylim(0, _NOTE_BAND)
+        ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
         ax.set_ylabel("validation token accuracy", fontsize=8)
         buckets: List[str] = []
         notes = []
@@ -136,22 +151,39 @@ def plot_ratio_accuracy(runs: Dict[str, Dict[str, Optional[dict]]], out: Path, t
             buckets = [r["bucket"] for r in rows]
             xs = np.arange(len(rows)) + (k - 0.5) * 0.38
             accs = [r.get("accuracy", 0.0) for r in rows]
-            ax.bar(xs, accs, width=0.36, color=colours.get(which, "grey"), label=which)
+            ax.bar(xs, accs, width=0.36, color=colours.get(which, "grey"))
+            shown.add(which)
             for xpos, r in zip(xs, rows):
                 text = f"{r['accuracy']:.2f}" if "accuracy" in r else "crash"
-                ax.text(xpos, r.get("accuracy", 0.0) + 0.01, text, ha="center", fontsize=6)
+                ax.text(xpos, r.get("accuracy", 0.0) + 0.015, text, ha="center", va="bottom", fontsize=6)
             base = [r.get("baseline") for r in rows]
             if all(b is not None for b in base):
                 ax.hlines(base, np.arange(len(rows)) - 0.4, np.arange(len(rows)) + 0.4, colors="black",
-                          linestyles="dashed", linewidth=0.8, label="majority token" if k == 0 else None)
+                          linestyles="dashed", linewidth=0.8)
+                shown.add("baseline")
+        ax.axhline(1.0, color="0.85", linewidth=0.6, zorder=0)
         ax.set_xticks(range(len(buckets)))
-        ax.set_xticklabels([b.replace(" <= ", "-").replace("T/S ", "") for b in buckets], fontsize=7)
+        ax.set_xticklabels([_bucket_label(b) for b in buckets], fontsize=7)
         ax.set_xlabel("target/source length ratio", fontsize=8)
         if notes:
-            ax.text(0.5, 0.97, "\n".join(_wrap(n, 40) for n in notes), transform=ax.transAxes, ha="center",
+            ax.text(0.5, 0.985, "\n".join(_wrap(n, 44) for n in notes), transform=ax.transAxes, ha="center",
                     va="top", fontsize=6, color="darkred")
-        ax.legend(fontsize=6, loc="lower right")
+    # One legend for the figure, under the panels: inside a panel it covered bars and baselines.
+    handles = [Patch(color=colours[w], label=w) for w in colours if w in shown]
+    if "baseline" in shown:
+        handles.append(Line2D([], [], color="black", linestyle="dashed", linewidth=0.8, label="majority token"))
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=7, frameon=False)
     if title:
         fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def plot_ratio_accuracy(runs: Dict[str, Dict[str, Optional[dict]]], out: Path, title: str = "") -> None:
+    """``runs``: runtime label -> {"original": metrics, "rewritten": metrics} from
+    ``train_by_ratio``. One panel per runtime: bars of validation token accuracy per ratio
+    bucket, the majority-token baseline as a line; a crashed run is written in its panel."""
+    plt = _pyplot()
+    fig = ratio_accuracy_figure(runs, title)
     _save(fig, out)
     plt.close(fig)

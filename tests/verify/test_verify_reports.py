@@ -63,3 +63,38 @@ def test_verify_help_lists_train_and_plot(capsys):
         main(["verify", "--help"])
     out = capsys.readouterr().out
     assert "--train" in out and "--plot OUT.png" in out and "--seed" in out
+
+
+def _overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_ratio_picture_labels_do_not_overlap():
+    """Value labels, crash notes and the legend each have their own room (docs/img/ratio_accuracy.png)."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from maskfix.verify import plots
+
+    runs = {"tf_keras": {"original": CRASHED, "rewritten": _run([0.93, 0.98, 0.97])},
+            "tf_keras (square batches)": {"original": _run([0.61, 0.79, 0.83]),
+                                          "rewritten": _run([0.94, 0.98, 1.0])}}
+    fig = plots.ratio_accuracy_figure(runs, title="t")
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        legends = [lg.get_window_extent(renderer) for lg in fig.legends]
+        legends += [ax.get_legend().get_window_extent(renderer) for ax in fig.axes if ax.get_legend()]
+        assert legends, "the picture has a legend"
+        for ax in fig.axes:
+            frame = ax.get_window_extent(renderer)
+            texts = [t.get_window_extent(renderer) for t in ax.texts]
+            assert len(texts) >= 3
+            for i, a in enumerate(texts):
+                assert frame.x0 <= a.x0 and a.x1 <= frame.x1 and frame.y0 <= a.y0 and a.y1 <= frame.y1
+                for b in texts[i + 1:]:
+                    assert not _overlap(a, b), (ax.get_title(), a, b)
+            for lg in legends:
+                assert not _overlap(lg, frame), ax.get_title()
+    finally:
+        plt.close(fig)
