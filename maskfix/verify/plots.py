@@ -166,7 +166,7 @@ def ratio_accuracy_figure(runs: Dict[str, Dict[str, Optional[dict]]], title: str
         ax.set_xticklabels([_bucket_label(b) for b in buckets], fontsize=7)
         ax.set_xlabel("target/source length ratio", fontsize=8)
         if notes:
-            ax.text(0.5, 0.985, "\n".join(_wrap(n, 44) for n in notes), transform=ax.transAxes, ha="center",
+            ax.text(0.5, 0.985, "\n".join(_wrap(n, 60) for n in notes), transform=ax.transAxes, ha="center",
                     va="top", fontsize=6, color="darkred")
     # One legend for the figure, under the panels: inside a panel it covered bars and baselines.
     handles = [Patch(color=colours[w], label=w) for w in colours if w in shown]
