@@ -16,6 +16,10 @@ would be fragile:
   of any attention layer;
 - a decoder's self-attention (MF008): such a class whose method applies one
   attention with the same query and value and another with different ones;
+- a mask that hides with 1 (MF009): such a class (or a functional builder)
+  that applies an attention with an explicit mask, self-attention included,
+  in a source that spells one of the ways such a mask is built (``equal``,
+  ``== 0``, ``1 - m``, ``logical_not``, ``~``, ``triu``, a ``-1e9`` constant);
 - a lazy embedding mask (MF007, analysis._lazy_mask): a ``compute_mask``
   method with ``if <mask> is None:`` directly in its body and a ``return``
   that uses its first parameter;
@@ -35,12 +39,17 @@ nested too deeply for ``ast`` raise ``limits.TooDeep`` (LibCST would crash).
 from __future__ import annotations
 
 import ast
+import re
 from typing import Dict, Iterator, List, Set
 
 from .limits import parse_python
 
 MHA = "MultiHeadAttention"
 _MASK_KEYWORDS = {"attention_mask", "use_causal_mask"}
+_ANY_MASK = {"attention_mask", "query_mask", "key_mask", "value_mask"}
+# What builds a mask with 1 marking what is hidden (values.py's transfer functions, loosened):
+# equal(...)/== 0, 1 - m, logical_not, ~m, triu, a large negative constant.
+_HIDING = re.compile(r"(?<!not_)equal\(|==\s*0\b|\b1(?:\.0*)?\s*-\s*[\w(]|logical_not|~|triu|\d[eE][+-]?\d|inf\b")
 # Calls that make a mask causal by name (analysis._CAUSAL_CALLS and _ORDER_CALLS).
 _CAUSAL_NAMES = {"band_part", "tril", "triu", "greater_equal", "greater", "less_equal", "less"}
 _ORDER_OPS = (ast.Gt, ast.GtE, ast.Lt, ast.LtE)
@@ -54,6 +63,7 @@ def worth_parsing(source: str) -> bool:
         return True
     # Walking a class is costly: only classes whose lines hold the word are walked.
     mha, compute_mask = _lines_with(source, MHA), _lines_with(source, "compute_mask")
+    polar = _HIDING.search(source) is not None
     cache = []
 
     def helpers() -> Set[str]:  # walks every function: only when a factory shape needs it
@@ -63,9 +73,10 @@ def worth_parsing(source: str) -> bool:
 
     for node in _definitions(tree.body):
         if isinstance(node, ast.ClassDef):
-            if (_spans(node, mha) and _decoder_shape(node)) or (_spans(node, compute_mask) and _lazy_mask_shape(node)):
+            if (_spans(node, mha) and _decoder_shape(node, polar)) or \
+                    (_spans(node, compute_mask) and _lazy_mask_shape(node)):
                 return True
-        elif _factory_shape(node, helpers) or (_spans(node, mha) and _functional_decoder_shape(node)):
+        elif _factory_shape(node, helpers) or (_spans(node, mha) and _functional_decoder_shape(node, polar)):
             return True
     return False
 
@@ -135,7 +146,7 @@ def _mha_attributes(cls: ast.ClassDef) -> Set[str]:
     return attrs
 
 
-def _decoder_shape(cls: ast.ClassDef) -> bool:
+def _decoder_shape(cls: ast.ClassDef, polar: bool = False) -> bool:
     attrs = _mha_attributes(cls)
     if not attrs:
         return False
@@ -153,7 +164,7 @@ def _decoder_shape(cls: ast.ClassDef) -> bool:
             if not isinstance(call, ast.Call):
                 continue
             applied = _self_attr(call.func) in attrs or (isinstance(call.func, ast.Name) and call.func.id in looped)
-            if applied and _attention_call(call):
+            if applied and (_attention_call(call) or (polar and _masked(call))):
                 return True
             if applied:
                 roles.add(_role(call))
@@ -171,13 +182,19 @@ def _role(call: ast.Call) -> str:
     return "self" if ast.dump(slots["query"]) == ast.dump(slots["value"]) else "cross"
 
 
-def _functional_decoder_shape(fn) -> bool:
+def _functional_decoder_shape(fn, polar: bool = False) -> bool:
     """A builder of a functional decoder (analysis._functional_inputs): ``Input``s and an
     attention applied with a query, a different value and a mask."""
     nodes = list(ast.walk(fn))
     if not any(isinstance(n, ast.Call) and _last_name(n.func) == "Input" for n in nodes):
         return False
-    return any(isinstance(n, ast.Call) and _attention_call(n) for n in nodes)
+    return any(isinstance(n, ast.Call) and (_attention_call(n) or (polar and _masked(n))) for n in nodes)
+
+
+def _masked(call: ast.Call) -> bool:
+    """An explicit mask of any attention, self-attention included (MF009 reads its polarity)."""
+    positional = sum(not isinstance(a, ast.Starred) for a in call.args)
+    return positional > 3 or bool({k.arg for k in call.keywords if k.arg} & _ANY_MASK)
 
 
 def _attention_call(call: ast.Call) -> bool:

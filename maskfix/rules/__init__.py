@@ -13,6 +13,7 @@ from . import (
     mf006_swapped_mask_slots,
     mf007_lazy_compute_mask,
     mf008_non_causal_self_attention,
+    mf009_inverted_mask_polarity,
 )
 from .base import Context, Flagged, Problem, Rule
 
@@ -27,6 +28,7 @@ RULES: Dict[str, Rule] = {
         mf006_swapped_mask_slots,
         mf007_lazy_compute_mask,
         mf008_non_causal_self_attention,
+        mf009_inverted_mask_polarity,
     )
 }
 

@@ -87,18 +87,20 @@ def run_verify(
     seed: int = 0,
     epochs: Optional[int] = None,
     progress: Optional[Callable[[str], None]] = None,
+    model: bool = False,
 ) -> int:
     """Probe the decoder layer class defined in ``path``; print what ran and a table.
 
     ``train``: also train the file's ``build_model`` briefly, as written and as ``maskfix
     rewrite`` fixes it, on length-bucketed batches, and print validation per length-ratio bucket.
     ``plot``: also measure the layer's influence matrices, as written and rewritten, and draw
-    them to that PNG. ``progress`` receives progress lines of the training.
+    them to that PNG. ``progress`` receives progress lines of the training. ``model``: probe the
+    file's ``build_model`` on token ids instead of one layer, for masks its helpers build from ids.
     """
     out = out or sys.stdout
     err = err or sys.stderr
     file = Path(path)
-    options = Options(layer, backend, init or {}, list(modes or []), train, plot, seed, epochs, progress)
+    options = Options(layer, backend, init or {}, list(modes or []), train, plot, seed, epochs, progress, model)
     try:
         if file.suffix == ".ipynb":
             return _verify_notebook(file, options, out)
@@ -137,6 +139,7 @@ class Options:
     seed: int
     epochs: Optional[int]
     progress: Optional[Callable[[str], None]]
+    model: bool = False
 
 
 def _rewritten(target: Target, tmp: Path) -> Optional[Path]:
@@ -174,8 +177,13 @@ def _verify_in(target: Target, options: "Options", out, tmp: Path) -> int:
     missing = missing_modules(runtime)
     if missing:
         raise CannotVerify(install_hint(runtime, missing))
-    layer = _choose_layer(target, layer)
-    task = {"kind": "layer_probes", "layer": layer, "init": init or {}, "modes": list(modes or [])}
+    if options.model:
+        if layer or options.plot or modes:
+            raise CannotVerify("--model probes build_model as a whole: it takes no --layer, --mode or --plot")
+        task = {"kind": "model_probes"}
+    else:
+        layer = _choose_layer(target, layer)
+        task = {"kind": "layer_probes", "layer": layer, "init": init or {}, "modes": list(modes or [])}
     jobs = [{"path": str(target.script), "tasks": [task]}]
     fixed = _rewritten(target, tmp) if options.train or options.plot else None
     if fixed is not None:
@@ -209,9 +217,12 @@ def _verify_in(target: Target, options: "Options", out, tmp: Path) -> int:
             print(f"  {target.clean(line)}", file=out)
     done = job["tasks"][0]
     if "error" in done:
-        raise CannotVerify(f"could not probe {layer}: {target.clean(done['error'])}")
+        raise CannotVerify(f"could not probe {layer or 'build_model'}: {target.clean(done['error'])}")
     results = [ProbeResult.from_dict(d) for d in done["probes"]]
-    print(f"\nProbes on {done['layer']} (width {done.get('width', '?')}):", file=out)
+    if options.model:
+        print("\nProbes on the model of build_model, fed token ids:", file=out)
+    else:
+        print(f"\nProbes on {done['layer']} (width {done.get('width', '?')}):", file=out)
     print(format_table(results, reason_width=1000), file=out)
     failed = [r for r in results if not r.passed]
     print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed", file=out)
@@ -322,6 +333,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", metavar="OUT.png",
                         help="also measure which source positions and decoder steps move each output "
                         "step, as written and rewritten, and draw the heatmaps to OUT.png")
+    parser.add_argument("--model", action="store_true",
+                        help="probe the file's build_model(src_vocab_size, tgt_vocab_size, ...) on token "
+                        "ids instead of one layer (masks built from the ids by the file's own helpers)")
     parser.add_argument("--seed", type=int, default=0, help="seed of --train (default 0)")
     parser.add_argument("--epochs", type=int, help="epochs of --train (default 4)")
 
@@ -336,7 +350,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         return run_verify(args.file, args.layer, backend=args.backend, init=init, modes=args.mode,
                           train=args.train, plot=args.plot, seed=args.seed, epochs=args.epochs,
-                          progress=progress if progress.enabled else None)
+                          progress=progress if progress.enabled else None, model=args.model)
     finally:
         progress.done()
 

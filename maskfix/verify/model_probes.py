@@ -99,6 +99,30 @@ def probe_model_unequal_lengths(model) -> ProbeResult:
     return ProbeResult(name, True, "ran with source/target lengths 4/7 and 9/6", level="model")
 
 
+def probe_model_padding_gets_no_attention(model, extra_pads: int = 4) -> ProbeResult:
+    """Pad tokens appended to both the source and the target change no output at real target steps.
+
+    A mask of the wrong polarity (built with 1 marking what to hide, read by Keras as 1 = attend)
+    attends to exactly the padding and the future it means to hide; with the right one, appended
+    pads are invisible.  Source and target grow together, so a decoder-shaped cross mask still runs.
+    """
+    name = "padding_gets_no_attention"
+    rng = np.random.default_rng(15)
+    enc, dec = _tokens(rng, [3, 5], 6), _tokens(rng, [6, 4], 6, start=1)
+    pads = np.zeros((2, extra_pads), dtype=enc.dtype)
+    try:
+        a = _predict(model, enc, dec)
+        b = _predict(model, np.concatenate([enc, pads], axis=1), np.concatenate([dec, pads], axis=1))
+    except Exception as exc:  # noqa: BLE001
+        return _crash(name, exc)
+    diff = float((np.abs(a - b[:, :dec.shape[1]]).max(axis=-1) * (dec != 0)).max())
+    if diff <= TOLERANCE:
+        return ProbeResult(name, True, f"{extra_pads} extra pads on both sides change nothing (max diff {diff:.1e})",
+                           level="model")
+    return ProbeResult(name, False, f"{extra_pads} extra pads on both sides changed real steps by {diff:.3g}: "
+                       "padding is attended to", level="model")
+
+
 def probe_model_save_load(model, custom_objects: Optional[Dict] = None) -> ProbeResult:
     """The model survives a save/load round trip with identical outputs (the fix adds an input)."""
     import os
@@ -133,6 +157,7 @@ MODEL_PROBES = (
     probe_model_source_padding_invariance,
     probe_model_decoder_causality,
     probe_model_unequal_lengths,
+    probe_model_padding_gets_no_attention,
 )
 
 
