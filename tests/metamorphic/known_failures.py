@@ -47,10 +47,8 @@ KNOWN_FAILURES = {
         'causal_only',  # verdict {}, expected {MF001 [*]}
         'either_order',  # verdict {}, expected {MF001 [*]}
         'fam_factory_bare_lookahead',  # verdict {}, expected {MF005 [*]}
-        'fam_factory_swapped',  # main.py: the ast screen drops a file with findings
         'fam_factory_target',  # main.py: the ast screen drops a file with findings
         'functional_builder',  # verdict {}, expected {MF001}
-        'gen_path_swapped',  # main.py: the ast screen drops a file with findings
         'helper_staticmethod',  # verdict {}, expected {MF001 [*]}
         'kerasio_keras3',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
         'kerasio_tf',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
