@@ -260,11 +260,12 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
 PARALLEL_MIN_FILES = 256  # below this, starting workers costs more than it saves
 
 
-def _screen_file(path: Path) -> Tuple[str, object]:
+def _screen_file(path: Path, here: bool = False) -> Tuple[str, object]:
     """``("parse", raw)`` when LibCST must see the file, else ``("other"|"skip", None)`` or ``("error", reason)``.
 
     Both prefilter stages run here: the byte needles, then the ``ast`` screen.
     A file that fails them is still decoded, so one that is not text is reported.
+    ``here``: screened in the process that runs the engine, which may reuse the parse.
     """
     try:
         raw = read_bytes(path)
@@ -282,7 +283,7 @@ def _screen_file(path: Path) -> Tuple[str, object]:
             return "skip", None
         from .screen import worth_parsing
 
-        return ("parse", raw) if worth_parsing(item.source) else ("other", None)
+        return ("parse", raw) if worth_parsing(item.source, keep_tree=here) else ("other", None)
     except (FileError, TooDeep) as exc:
         return "error", str(exc)
 
@@ -299,7 +300,7 @@ def _screen_all(found, jobs: int):
     jobs = jobs or _cpu_count()
     if jobs <= 1:
         for path, problem in found:
-            yield path, problem, (("skip", None) if problem else _screen_file(path))
+            yield path, problem, (("skip", None) if problem else _screen_file(path, here=True))
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -318,7 +319,7 @@ def _screen_all(found, jobs: int):
         paths = [p for p, problem in batch if not problem]
         if executor is None and len(pending) * size < PARALLEL_MIN_FILES and len(paths) < PARALLEL_MIN_FILES:
             # too little work so far to repay worker start-up: screen here
-            pending.append((list(batch), [_screen_file(p) for p in paths]))
+            pending.append((list(batch), [_screen_file(p, here=True) for p in paths]))
         else:
             if executor is None:
                 executor = ProcessPoolExecutor(max_workers=jobs, mp_context=context)

@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Set
 
 import libcst as cst
 
-from . import limits
+from . import limits, slicing
 from .analysis import DecoderClass, ModuleFacts, analyze_module, find_call_sites, module_dialect, suppressed
 from .factories import Factory, find_factories
 from .flow.attention import Signature, find_wrappers
@@ -62,6 +62,7 @@ class _Unit:
     wrappers: Dict[str, Signature] = field(default_factory=dict)  # attention wrappers defined here
     star: bool = False  # ``from x import *``: every name the run defines may be visible
     visible: Dict[str, Signature] = field(default_factory=dict)  # attention wrappers this source can use
+    original: str = ""  # the file as given, when ``source`` is a slice of it (fewer lines)
 
 
 def _imported_names(module: cst.Module) -> set:
@@ -107,22 +108,33 @@ def _run_and_forget(sources: Dict[str, str], fix: bool, select: Optional[Sequenc
         forget_trees()
 
 
-def _load(key: str, source: str):
-    """A parsed and analysed ``_Unit``, or the ``Outcome`` that says why not."""
+def _load(key: str, source: str, elsewhere: Callable[[], Set[str]] = set):
+    """A parsed and analysed ``_Unit``, or the ``Outcome`` that says why not.
+
+    ``elsewhere()`` gives the words of the run's other sources; it is asked only for a large file.
+    """
     try:
         hidden = _set_aside_deep_statements(source)
     except limits.TooDeep as exc:
         return Outcome(error=str(exc))
+    original, whole = "", hidden.source
+    if slicing.needs_slicing(source) and slicing.drop_unrelated(hidden, elsewhere()):
+        original = source
     source = hidden.source
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as exc:
+        if source != whole:  # say where in the file as given, not in the sliced text
+            try:
+                cst.parse_module(whole)
+            except cst.ParserSyntaxError as exc_whole:
+                exc, source = exc_whole, whole
         return Outcome(error=f"cannot parse: {_syntax_reason(exc, source)}")
     except RecursionError:
         return Outcome(error="cannot parse: nesting too deep")
     try:
         index_tree(module)
-        unit = _Unit(key, source, module, None, _imported_names(module), hidden=hidden)
+        unit = _Unit(key, source, module, None, _imported_names(module), hidden=hidden, original=original)
     except Exception as exc:  # one file's surprise must not stop the others
         return Outcome(error=_internal_error(exc))
     return unit
@@ -140,12 +152,20 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
          timer: limits.FileTimer, progress=None) -> Dict[str, Outcome]:
     outcomes: Dict[str, Outcome] = {}
     units: List[_Unit] = []
+    words: Dict[str, Set[str]] = {}
+
+    def elsewhere(key: str) -> Set[str]:
+        for other, text in sources.items():
+            if other not in words:
+                words[other] = slicing.words([text])
+        return set().union(*(w for other, w in words.items() if other != key))
+
     for done, (key, source) in enumerate(sources.items()):
         if progress is not None:
             progress(done, len(sources), key)
         try:
             with timer.limit():
-                loaded = _load(key, source)
+                loaded = _load(key, source, lambda key=key: elsewhere(key))
         except limits.OutOfTime:
             loaded = Outcome(error=timer.reason())
         if isinstance(loaded, Outcome):
@@ -235,6 +255,8 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
             notes=outcomes[u.key].notes,
             attentions=u.visible,
             modules=modules,
+            # a sliced file's style is read off the whole text, and only when it will be written
+            style=Style(u.module, u.original) if fix and u.original else Style(u.module),
         )
         try:
             with timer.limit():
@@ -260,7 +282,7 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
                 for rule in rules:
                     mine = is_selected(rule.code, select)
                     found += _kept(ctx, rule.follow(ctx, flagged, edits if mine else Edits()))
-                style = Style(u.module)
+                style = ctx.style
                 for p in sorted(found, key=lambda p: (ctx.where(u.key, p.node), p.code)):
                     if not is_selected(p.code, select):
                         continue
@@ -269,7 +291,7 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
                     if p.fix is not None:
                         p.fix(edits, style)
                 if fix and edits:
-                    new = apply(u.module, edits).code
+                    new = apply(u.module, edits, u.original or None).code
                     if new != u.source:
                         out.new_source = u.hidden.restore(new) if u.hidden else new
         except limits.OutOfTime:
@@ -344,7 +366,7 @@ class _View:
     def __init__(self, u: _Unit):
         # only the statements holding reported nodes are laid out: linear in the file's size
         self.pos = LazyPositions(u.module, u.hidden.tree if u.hidden else None)
-        self.lines = _LINE_BREAK.split(u.source)  # LibCST's line breaks, not str.splitlines's
+        self.lines = _LINE_BREAK.split(u.original or u.source)  # LibCST's line breaks, not str.splitlines's
 
     def where(self, node):
         start = self.pos[node].start

@@ -25,6 +25,25 @@ from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 import libcst as cst
 
 
+def quote_counts(source: str) -> Tuple[int, int]:
+    """(double, single): plain string literals quoted ``"`` and ``'`` (not triple-quoted, not f-strings)."""
+    doubles = singles = 0
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type != tokenize.STRING:
+                continue
+            body = tok.string.lstrip("rRbBuU")  # an f-string keeps its f: neither quote below
+            if body.startswith(('"""', "'''")):
+                continue
+            if body.startswith('"'):
+                doubles += 1
+            elif body.startswith("'"):
+                singles += 1
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        pass
+    return doubles, singles
+
+
 def width_limit(source: str) -> int:
     """88 columns, unless the file's own code often runs longer (then its longest code line).
 
@@ -1146,12 +1165,13 @@ class Fitter:
     black's layout.
     """
 
-    def __init__(self, module: cst.Module):
+    def __init__(self, module: cst.Module, text: Optional[str] = None):
         self.module = module
         self.unit = module.default_indent
         self.unit_width = len(self.unit.expandtabs(4))
-        self.limit = width_limit(module.code)
-        self.modern = modern_syntax(module.code)
+        text = module.code if text is None else text  # the whole file, even when the module is a slice
+        self.limit = width_limit(text)
+        self.modern = modern_syntax(text)
         self.newline = module.default_newline
 
     def _black(self, text: str, indent: int) -> Optional[str]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import ctypes
+import re
 import sys
 import threading
 import time
@@ -38,8 +39,22 @@ class TooDeep(ValueError):
     """Python's own parser gave up on the nesting; the message is the one-line reason."""
 
 
+_TREES: Dict[str, ast.Module] = {}  # trees parsed by the screen that the engine will need again
+_TREES_BYTES = 1536 * 1024  # at most this much source: a tree takes some 80 times its source
+
+
+def remember_tree(source: str, tree: ast.Module) -> None:
+    """Keep ``tree`` for the next ``parse_python(source)``: a large file is not parsed twice."""
+    _TREES[source] = tree
+    while sum(len(s) for s in _TREES) > _TREES_BYTES and len(_TREES) > 1:
+        del _TREES[next(iter(_TREES))]
+
+
 def parse_python(source: str) -> Optional[ast.Module]:
     """``ast`` tree of ``source``; None on a syntax error; TooDeep when the parser ran out of stack."""
+    tree = _TREES.pop(source, None)
+    if tree is not None:
+        return tree
     try:
         return ast.parse(source)
     except (RecursionError, MemoryError):
@@ -88,6 +103,8 @@ def call_with_deep_stack(fn: Callable[..., T], *args, **kwargs) -> T:
     return result["value"]  # type: ignore[return-value]
 
 
+_LINE_END = re.compile(r"\r\n|\r|\n")  # where Python's tokenizer ends a line
+
 MAX_DEPTH = 200  # expression levels in one statement (CPython nests brackets at most 200 deep)
 _BLOCKS = ("body", "orelse", "finalbody", "handlers", "cases")
 
@@ -117,7 +134,7 @@ class Hidden:
     """Statements set aside before LibCST sees them, and how to put them back."""
 
     source: str  # the source with each hidden statement replaced by a placeholder
-    tree: Optional[ast.Module] = None  # Python's own tree of the original source
+    tree: Optional[ast.Module] = None  # Python's own tree of the original source, placeholders as ``pass``
     originals: List[Tuple[str, str, int]] = field(default_factory=list)  # (marker, original text, lines)
     notes: List[SetAside] = field(default_factory=list)  # one per hidden statement
 
@@ -127,11 +144,11 @@ class Hidden:
             at = code.find(marker)
             if at == -1 or code.find(marker, at + 1) != -1:
                 raise ValueError("a statement set aside for its nesting depth was lost by the rewrite")
-            start = code.rfind("\n", 0, at) + 1
+            start = max(code.rfind("\n", 0, at), code.rfind("\r", 0, at)) + 1
             end = at + len(marker)
             for _ in range(count):  # the placeholder line and its blank followers
-                nl = code.find("\n", end)
-                end = len(code) if nl == -1 else nl + 1
+                nl = _LINE_END.search(code, end)
+                end = len(code) if nl is None else nl.end()
             code = code[:start] + original + code[end:]
         return code
 
@@ -147,8 +164,21 @@ def hide_deep_statements(source: str, tree: ast.Module, limit: int = MAX_DEPTH) 
     hidden = Hidden(source, tree)
     deep: List[ast.stmt] = []
     stack: List[ast.stmt] = list(reversed(tree.body))
+    starts = _line_starts(source)
+    # Every level of an expression costs at least one character of source, give or take a node
+    # without text (a context, a comprehension): a statement shorter than about half the limit
+    # cannot be too deep, nor can anything inside it.  Spans are counted in UTF-8 bytes (ast's
+    # columns), at least the characters they cover, so the bound stays safe.
+    short = limit // 2 - 2
     while stack:
         stmt = stack.pop()
+        end_line = stmt.end_lineno or stmt.lineno
+        if end_line == stmt.lineno:
+            length = (stmt.end_col_offset or 0) - stmt.col_offset
+        else:
+            length = starts[end_line - 1] - starts[stmt.lineno - 1] + (stmt.end_col_offset or 0)
+        if length < short:
+            continue
         if _own_depth(stmt, limit, stack) > limit:
             deep.append(stmt)
     if not deep:
@@ -156,7 +186,7 @@ def hide_deep_statements(source: str, tree: ast.Module, limit: int = MAX_DEPTH) 
     lines = source.splitlines(True)
     ranges = []
     for stmt in deep:
-        first, last = _whole_lines(stmt, lines)
+        first, last = whole_lines(stmt, lines)
         if first is None:
             raise TooDeep(f"cannot analyse: the statement at line {stmt.lineno} is nested more than {limit} deep "
                           "and shares its lines with other code")
@@ -169,7 +199,7 @@ def hide_deep_statements(source: str, tree: ast.Module, limit: int = MAX_DEPTH) 
         end = last
         text = lines[first].rstrip("\r\n")
         indent = text[: len(text) - len(text.lstrip())]
-        marker = f"pass  # maskfix: set aside {token}-{n}"
+        marker = f"pass  # maskfix: set aside {token}-{n}."  # the dot: -1 is no prefix of -10
         hidden.originals.append((marker, "".join(lines[first:last + 1]), last - first + 1))
         for i in range(first, last + 1):
             ending = lines[i][len(lines[i].rstrip("\r\n")):]
@@ -177,6 +207,14 @@ def hide_deep_statements(source: str, tree: ast.Module, limit: int = MAX_DEPTH) 
         hidden.notes.append(SetAside(first + 1, last + 1, f"an expression nested more than {limit} deep"))
     hidden.source = "".join(lines)
     return hidden
+
+
+def _line_starts(source: str) -> List[int]:
+    """Offset in characters of each line start, lines ended as Python's tokenizer ends them."""
+    starts = [0]
+    for m in _LINE_END.finditer(source):
+        starts.append(m.end())
+    return starts
 
 
 def _own_depth(stmt: ast.AST, limit: int, stack: List[ast.stmt]) -> int:
@@ -201,7 +239,7 @@ def _own_depth(stmt: ast.AST, limit: int, stack: List[ast.stmt]) -> int:
     return deepest
 
 
-def _whole_lines(stmt: ast.stmt, lines: List[str]) -> Tuple[Optional[int], Optional[int]]:
+def whole_lines(stmt: ast.stmt, lines: List[str]) -> Tuple[Optional[int], Optional[int]]:
     """0-based first and last line of ``stmt`` (decorators included) when it owns them, else None."""
     decorators = getattr(stmt, "decorator_list", None) or []
     first = min([stmt.lineno] + [d.lineno for d in decorators]) - 1

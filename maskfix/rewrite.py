@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence, Set, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import libcst as cst
 
@@ -66,15 +66,16 @@ def swap_values(edits: Edits, a: cst.Arg, b: cst.Arg) -> None:
 
 
 class Style:
-    def __init__(self, module: cst.Module):
+    """How new code is written in ``module``: its quotes, indentation and newlines.
+
+    ``text``: the whole file, when ``module`` holds only part of it (``maskfix.slicing``):
+    the quotes are then the whole file's, read with the tokenizer.
+    """
+
+    def __init__(self, module: cst.Module, text: Optional[str] = None):
         self.module = module
-        doubles = singles = 0
-        for s in iter_nodes(module, cst.SimpleString):
-            q = s.quote
-            if q == '"':
-                doubles += 1
-            elif q == "'":
-                singles += 1
+        self.text = text
+        doubles, singles = layout.quote_counts(text) if text is not None else _quote_counts(module)
         self.quote = "'" if singles > doubles else '"'
         self.config = module.config_for_parsing
 
@@ -88,6 +89,17 @@ class Style:
 
     def expression(self, code: str) -> cst.BaseExpression:
         return cst.parse_expression(code, config=self.config)
+
+
+def _quote_counts(module: cst.Module) -> Tuple[int, int]:
+    doubles = singles = 0
+    for s in iter_nodes(module, cst.SimpleString):
+        q = s.quote
+        if q == '"':
+            doubles += 1
+        elif q == "'":
+            singles += 1
+    return doubles, singles
 
 
 def _free_name(wanted: str, taken: Set[str]) -> str:
@@ -482,12 +494,12 @@ def _insert_elements(elements: Sequence[cst.Element], inserts: List[Tuple[int, c
 class _Apply(cst.CSTTransformer):
     """Applies ``Edits``; lines the edits lengthen are wrapped to the file's width."""
 
-    def __init__(self, edits: Edits, module: cst.Module):
+    def __init__(self, edits: Edits, module: cst.Module, text: Optional[str] = None):
         super().__init__()
         self.e = edits
         self.module = module
         self.unit = module.default_indent
-        self.fitter = layout.Fitter(module)
+        self.fitter = layout.Fitter(module, text)
         self.indents: List[int] = [0]
         self.changed: Set[int] = set()  # ids of updated nodes the edits touched
         self.calls: List[List[cst.Call]] = []  # per statement: edited calls, innermost first
@@ -622,5 +634,6 @@ def _comma_after(node) -> Union[cst.Comma, cst.MaybeSentinel]:
     return comma if isinstance(comma, cst.Comma) else cst.MaybeSentinel.DEFAULT
 
 
-def apply(module: cst.Module, edits: Edits) -> cst.Module:
-    return module.visit(_Apply(edits, module)) if edits else module
+def apply(module: cst.Module, edits: Edits, text: Optional[str] = None) -> cst.Module:
+    """``module`` with ``edits``; ``text`` is the whole file when ``module`` holds only part of it."""
+    return module.visit(_Apply(edits, module, text)) if edits else module

@@ -42,7 +42,8 @@ import ast
 import re
 from typing import Dict, Iterator, List, Set
 
-from .limits import parse_python
+from .limits import parse_python, remember_tree
+from .slicing import needs_slicing
 
 MHA = "MultiHeadAttention"
 _MASK_KEYWORDS = {"attention_mask", "use_causal_mask"}
@@ -56,8 +57,11 @@ _ORDER_OPS = (ast.Gt, ast.GtE, ast.Lt, ast.LtE)
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
-def worth_parsing(source: str) -> bool:
-    """False only when no maskfix finding can be defined in ``source``."""
+def worth_parsing(source: str, keep_tree: bool = False) -> bool:
+    """False only when no maskfix finding can be defined in ``source``.
+
+    ``keep_tree``: the engine will run in this process, so a large file's tree is kept for it.
+    """
     tree = parse_python(source)  # TooDeep when Python's parser gives up: LibCST's would crash
     if tree is None:
         return True
@@ -75,10 +79,14 @@ def worth_parsing(source: str) -> bool:
         if isinstance(node, ast.ClassDef):
             if (_spans(node, mha) and _decoder_shape(node, polar)) or \
                     (_spans(node, compute_mask) and _lazy_mask_shape(node)):
-                return True
+                break
         elif _factory_shape(node, helpers) or (_spans(node, mha) and _functional_decoder_shape(node, polar)):
-            return True
-    return False
+            break
+    else:
+        return False
+    if keep_tree and needs_slicing(source):
+        remember_tree(source, tree)
+    return True
 
 
 def _lines_with(source: str, word: str) -> List[int]:

@@ -194,6 +194,10 @@ def find_wrappers(modules: Iterable[cst.Module], runtime_of,
     """Attention wrappers defined in ``modules``, by class name; wrappers of wrappers (also of
     the ``known`` ones) too."""
     classes = [(m, c) for m in modules for c in iter_nodes(m, cst.ClassDef)]
+    runtimes: Dict[int, str] = {}  # one walk of each module, not one per class
+    for module, _ in classes:
+        if id(module) not in runtimes:
+            runtimes[id(module)] = runtime_of(module)
     found: Dict[str, Signature] = dict(known or {})
     for _ in range(4):  # a wrapper of a wrapper is found in the next round
         before = len(found)
@@ -201,7 +205,7 @@ def find_wrappers(modules: Iterable[cst.Module], runtime_of,
             name = cls.name.value
             if name in found or name == KERAS_MHA:
                 continue
-            sig = wrapper_signature(cls, Attentions(runtime_of(module), found))
+            sig = wrapper_signature(cls, Attentions(runtimes[id(module)], found))
             if sig is not None:
                 found[name] = sig
         if len(found) == before:

@@ -48,6 +48,7 @@ class Context:
     visible_factories: List[Factory] = field(default_factory=list)  # also those imported from the run
     attentions: Dict[str, Signature] = field(default_factory=dict)  # the run's attention layers visible here
     modules: Dict[str, cst.Module] = field(default_factory=dict)  # every source of the run, by key
+    style: Optional[Style] = None  # how new code is written here; the whole file's, even when sliced
 
 
 # keys of the fixable, unsuppressed problems of each code, run-wide

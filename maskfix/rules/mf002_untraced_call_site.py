@@ -87,7 +87,7 @@ out = Decoder()(x, enc)
             if id(site.decoder) not in fixed:
                 continue
             # planned on scratch edits: MF001's own pass makes the real ones
-            planner = planner or CallSitePlanner(ctx.facts, Style(ctx.module), Edits())
+            planner = planner or CallSitePlanner(ctx.facts, ctx.style or Style(ctx.module), Edits())
             plan = planner.plan(site)
             if plan.kind == "unresolved":
                 yield Problem(
