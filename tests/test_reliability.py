@@ -1,5 +1,6 @@
 """Nothing is lost, whatever the input: odd files, links, races, killed runs, foreign packages."""
 
+import ast
 import json
 import os
 import random
@@ -680,3 +681,27 @@ def test_a_statement_set_aside_in_a_notebook_is_located_by_cell(tmp_path, capsys
         f"maskfix: error: {path}: cell 3:line 2 not analysed: an expression nested more than 200 deep"
     ]
     assert code == 2
+
+
+def test_eleven_deep_statements_are_all_restored_after_a_rewrite():
+    """Before: the marker of the 2nd deep statement was a prefix of the 11th's: an internal error."""
+    raw = fixture("raw_mask").decode()
+    source = raw + "".join(f"\nZ{i} = " + " + ".join(["1"] * 300) + "\n" for i in range(11))
+    out = engine.run({"a.py": source}, fix=True)["a.py"]
+    assert out.error is None and len(out.not_analysed) == 11
+    assert out.new_source.replace(golden("raw_mask").decode(), "") == source.replace(raw, "")
+
+
+@pytest.mark.parametrize("chain", ["-" * 40 + "x", "not " * 40 + "x", "+".join(["1"] * 40), "f" + "(1)" * 40,
+                                   "a" + ".b" * 40, "[" * 40 + "]" * 40, "a" + "[0]" * 40, "lambda:" * 40 + "x",
+                                   "{**" * 40 + "x" + "}" * 40, "(x for x in " * 20 + "y" + ")" * 20,
+                                   "f'{" + 'f"{' + "x" + '}"' + "}'", "x if y else " * 40 + "z",
+                                   "(" * 40 + "x" + ")" * 40, "a<" * 40 + "b", "await (" * 40 + "x" + ")" * 40])
+def test_expression_depth_is_bounded_by_its_length(chain):
+    """The depth guard skips statements shorter than half its limit: they cannot be that deep."""
+    stmt = ast.parse(f"async def f():\n    Z = {chain}\n").body[0].body[0]
+    assert _depth(stmt) <= 2 * (stmt.end_col_offset - stmt.col_offset) + 2
+
+
+def _depth(node, d=0):
+    return max([d] + [_depth(c, d + 1) for c in ast.iter_child_nodes(node)])
