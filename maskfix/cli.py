@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import __version__
+from .cache import ScreenCache, default_dir as cache_dir, digest, signature
 from .codes import UnknownCode, expand, explain, known_codes, listing
 from .config import Config, ConfigError, exclude_patterns, load_config
 from .files import (
@@ -28,7 +29,7 @@ from .files import (
     SourceFile,
     check_writable,
     decode_python,
-    discover,
+    discover_stat,
     read_bytes,
     write_atomic,
 )
@@ -222,9 +223,12 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
     progress = _Progress(not args.quiet)
     others: List[Path] = []
     paths = [p for p in args.paths if p != "-"]
-    for path, problem, (kind, payload) in _screen_all(discover(paths, settings.exclude), args.jobs):
+    screens = _open_cache(args, settings)
+    for path, problem, (kind, payload), sig in _screen_all(discover_stat(paths, settings.exclude), args.jobs, screens):
         run.files_seen += 1
         progress.tick(run.files_seen)
+        if screens is not None and sig is not None and kind in ("other", "skip"):
+            screens.store(os.path.abspath(path), sig, kind, payload)
         if problem:
             run.errors.append((str(path), problem))
         elif kind == "error":
@@ -254,14 +258,34 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
                 run.errors.append((str(path), str(exc)))
         _analyse(run, fix, codes, progress)
     progress.done()
+    if screens is not None:
+        screens.save()
     return run
 
+
+def _open_cache(args, settings: Settings) -> Optional[ScreenCache]:
+    """This run's screen cache, or None with ``--no-cache``; its verdicts are made visible to the screen."""
+    global _KNOWN
+    if args.no_cache:
+        _KNOWN = None
+        return None
+    folder = Path(args.cache_dir) if args.cache_dir else cache_dir(settings.config.root)
+    screens = ScreenCache(folder, ",".join(settings.codes))
+    _KNOWN = screens.verdicts  # forked workers inherit it
+    return screens
+
+
+# Verdicts by content digest from the screen cache, or None when caching is off (nothing is hashed).
+_KNOWN: Optional[Dict[bytes, str]] = None
 
 PARALLEL_MIN_FILES = 256  # below this, starting workers costs more than it saves
 
 
 def _screen_file(path: Path, here: bool = False) -> Tuple[str, object]:
-    """``("parse", raw)`` when LibCST must see the file, else ``("other"|"skip", None)`` or ``("error", reason)``.
+    """``("parse", raw)`` when LibCST must see the file, else ``("other"|"skip", digest)`` or ``("error", reason)``.
+
+    The digest of the bytes is given (else None) when the cache is on and the file took the
+    ``ast`` screen; a file whose bytes the cache knows is not screened again.
 
     Both prefilter stages run here: the byte needles, then the ``ast`` screen.
     A file that fails them is still decoded, so one that is not text is reported.
@@ -278,12 +302,17 @@ def _screen_file(path: Path, here: bool = False) -> Tuple[str, object]:
             else:
                 decode_python(path, raw)
             return "other", None
+        key = None
+        if _KNOWN is not None:
+            key = digest(raw)
+            if _KNOWN.get(key) in ("other", "skip"):
+                return _KNOWN[key], key
         item = _prepare(str(path), path, raw)
         if item is None:
-            return "skip", None
+            return "skip", key
         from .screen import worth_parsing
 
-        return ("parse", raw) if worth_parsing(item.source, keep_tree=here) else ("other", None)
+        return ("parse", raw) if worth_parsing(item.source, keep_tree=here) else ("other", key)
     except (FileError, TooDeep) as exc:
         return "error", str(exc)
 
@@ -292,23 +321,25 @@ def _screen_chunk(paths: List[Path]) -> List[Tuple[str, object]]:
     return [_screen_file(p) for p in paths]
 
 
-def _screen_all(found, jobs: int):
-    """Yield ``(path, discovery problem, screen result)`` in discovery order, on ``jobs`` processes.
+def _screen_all(found, jobs: int, screens: Optional[ScreenCache] = None):
+    """Yield ``(path, discovery problem, screen result, stat signature)`` in discovery order, on
+    ``jobs`` processes; files the cache knows unchanged are not read.
 
     Chunks go to the workers while the walk goes on, so discovery overlaps screening.
     """
     jobs = jobs or _cpu_count()
-    if jobs <= 1:
-        for path, problem in found:
-            yield path, problem, (("skip", None) if problem else _screen_file(path, here=True))
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
 
-    # fork: workers inherit the imported modules, so they start in milliseconds.
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    def entries():
+        for path, problem, st in found:
+            sig = signature(st) if st is not None and screens is not None else None
+            known = screens.known(os.path.abspath(path), sig) if sig is not None else None
+            yield path, problem, sig, known
+
+    if jobs <= 1:
+        for path, problem, sig, known in entries():
+            result = ("skip", None) if problem else (known, None) if known else _screen_file(path, here=True)
+            yield path, problem, result, sig
+        return
     pending = []  # (discovered entries, future or None) in discovery order
     batch: list = []
     executor = None
@@ -316,40 +347,62 @@ def _screen_all(found, jobs: int):
 
     def flush():
         nonlocal executor
-        paths = [p for p, problem in batch if not problem]
+        paths = [e[0] for e in batch if not e[1] and not e[3]]
         if executor is None and len(pending) * size < PARALLEL_MIN_FILES and len(paths) < PARALLEL_MIN_FILES:
             # too little work so far to repay worker start-up: screen here
             pending.append((list(batch), [_screen_file(p, here=True) for p in paths]))
+        elif not paths:
+            pending.append((list(batch), []))
         else:
             if executor is None:
-                executor = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+                executor = _pool(jobs)
             try:
                 pending.append((list(batch), executor.submit(_screen_chunk, paths)))
-            except BrokenProcessPool:
+            except _broken_pool():
                 pending.append((list(batch), None))
         batch.clear()
 
     try:
-        for entry in found:
+        for entry in entries():
             batch.append(entry)
             if len(batch) >= size:
                 flush()
         if batch:
             flush()
-        for entries, results in pending:
+        for done, results in pending:
             if not isinstance(results, list):
                 try:
                     results = results.result() if results is not None else None
-                except BrokenProcessPool:
+                except _broken_pool():
                     results = None
                 if results is None:
                     # A worker died (a crash in a parser): screen this chunk again, isolated,
                     # so that only the file it died on is lost.
-                    results = _screen_isolated([p for p, problem in entries if not problem], context)
-            yield from _merge(entries, iter(results))
+                    results = _screen_isolated([e[0] for e in done if not e[1] and not e[3]], _fork_context())
+            yield from _merge(done, iter(results))
     finally:
         if executor is not None:
             executor.shutdown()
+
+
+def _fork_context():
+    import multiprocessing  # only when workers are needed: a few files are screened here
+
+    # fork: workers inherit the imported modules, so they start in milliseconds.
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else None)
+
+
+def _pool(jobs: int):
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=_fork_context())
+
+
+def _broken_pool() -> type:
+    from concurrent.futures.process import BrokenProcessPool
+
+    return BrokenProcessPool
 
 
 def _screen_isolated(paths: List[Path], context) -> List[Tuple[str, object]]:
@@ -391,8 +444,8 @@ def _death(exitcode: Optional[int]) -> str:
 
 
 def _merge(found, results):
-    for path, problem in found:
-        yield path, problem, (("skip", None) if problem else next(results))
+    for path, problem, sig, known in found:
+        yield path, problem, ("skip", None) if problem else (known, None) if known else next(results), sig
 
 
 def _cpu_count() -> int:
@@ -705,7 +758,7 @@ def cmd_server(args) -> int:
     return serve()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(with_verify: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="maskfix",
         description="Find and fix Keras Transformer decoders whose cross-attention is masked "
@@ -729,6 +782,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--extend-exclude", action="append", metavar="GLOB", help="paths to skip, in addition")
         p.add_argument("--exit-zero", action="store_true", help="exit 0 even when problems are found")
         p.add_argument("-q", "--quiet", action="store_true", help="print diagnostics only, no summary")
+        p.add_argument("--no-cache", action="store_true", help="neither read nor write the screen cache")
+        p.add_argument("--cache-dir", metavar="DIR",
+                       help="where the screen cache lives (default: .maskfix_cache in the project; "
+                            "or MASKFIX_CACHE_DIR)")
         p.add_argument("-j", "--jobs", type=int, default=0, metavar="N",
                        help="worker processes for screening files (default: all cores; 1: none)")
 
@@ -751,9 +808,10 @@ def build_parser() -> argparse.ArgumentParser:
     rules.set_defaults(func=cmd_rules)
 
     verify = sub.add_parser("verify", help="run black-box mask probes on a decoder layer (needs Keras)")
-    from .verify import add_arguments as verify_arguments  # imports no Keras
+    if with_verify:
+        from .verify import add_arguments as verify_arguments  # imports no Keras, but takes a while
 
-    verify_arguments(verify)
+        verify_arguments(verify)
     verify.set_defaults(func=cmd_verify)
 
     server = sub.add_parser("server", help="run the language server on stdin and stdout (needs the lsp extra)")
@@ -762,7 +820,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(with_verify="verify" in words)  # a check need not import verify's options
     args, extra = parser.parse_known_args(argv)
     if extra:
         # argparse stops collecting PATHs at the first option; take the ones after it too.

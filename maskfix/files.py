@@ -43,7 +43,14 @@ def _excluded(path: Path, patterns: Sequence[str]) -> bool:
 
 
 def discover(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator[Tuple[Path, Optional[str]]]:
-    """Yield ``(path, error)`` for every source file under ``paths``.
+    """Yield ``(path, error)`` for every source file under ``paths`` (see ``discover_stat``)."""
+    for path, problem, _ in discover_stat(paths, exclude):
+        yield path, problem
+
+
+def discover_stat(paths: Iterable[str], exclude: Sequence[str] = ()
+                  ) -> Iterator[Tuple[Path, Optional[str], Optional[os.stat_result]]]:
+    """Yield ``(path, error, stat)`` for every source file under ``paths``; stat is None with an error.
 
     Directories are walked without following symlinks; a symlinked file is
     used only when its target lies inside one of the given paths.  Files
@@ -58,22 +65,22 @@ def discover(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator[Tupl
 
     for root in roots:
         if not os.path.lexists(root):
-            yield root, "no such file or directory"
+            yield root, "no such file or directory", None
             continue
         if not root.is_dir():
             try:
                 st = os.stat(root)
             except OSError as exc:
-                yield root, _link_problem(exc) if os.path.islink(root) else f"cannot read: {exc.strerror or exc}"
+                yield root, _link_problem(exc) if os.path.islink(root) else f"cannot read: {exc.strerror or exc}", None
                 continue
             if not stat.S_ISREG(st.st_mode):
                 # Named explicitly or not, a FIFO or device would block or never end when read.
-                yield root, "not a regular file"
+                yield root, "not a regular file", None
                 continue
             real = os.path.realpath(root)
             if real not in seen:
                 seen.add(real)
-                yield root, None
+                yield root, None, st
             continue
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
             here = Path(dirpath)
@@ -102,18 +109,18 @@ def discover(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator[Tupl
                     try:
                         st = os.stat(path)
                     except OSError as exc:
-                        yield path, _link_problem(exc)
+                        yield path, _link_problem(exc), None
                         continue
                 else:
                     real = os.path.join(real_here, name)
                 if not stat.S_ISREG(st.st_mode):
                     # A FIFO or device would block or never end when read.
-                    yield path, "not a regular file"
+                    yield path, "not a regular file", None
                     continue
                 if real in seen:
                     continue
                 seen.add(real)
-                yield path, None
+                yield path, None, st
 
 
 def _link_problem(exc: OSError) -> str:

@@ -20,7 +20,6 @@ recursion limit allows the analysis to walk.  So:
 from __future__ import annotations
 
 import ast
-import ctypes
 import re
 import sys
 import threading
@@ -309,5 +308,7 @@ class FileTimer:
 
 
 def _raise_in(thread_id: int, exc: Optional[type]) -> None:
+    import ctypes  # costs a few milliseconds at start-up, and most runs never need it
+
     ctypes.pythonapi.PyThreadState_SetAsyncExc(
         ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None)

@@ -1,0 +1,173 @@
+"""The screen cache (.maskfix_cache): re-runs skip unchanged files, never trust a changed one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from maskfix import cache, cli, screen
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PLAIN = "import os\n\n\ndef join(x):\n    return os.path.join(x, 'y')\n"
+# passes the byte prefilter (attention stored on self), then the ast screen rejects it (no cross-attention)
+SELF_ONLY = """import keras
+
+
+class SelfBlock(keras.layers.Layer):
+    def __init__(self, dim):
+        super().__init__()
+        self.mha = keras.layers.MultiHeadAttention(num_heads=2, key_dim=dim)
+
+    def call(self, x):
+        return x + self.mha(x, x, use_causal_mask=True)
+"""
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A tree of plain files, a negative that takes the ast screen, and a buggy decoder."""
+    monkeypatch.setattr(cache, "RACY_SECONDS", 0.0)  # files written just now may be cached
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(5):
+        (src / f"plain{i}.py").write_text(PLAIN)
+    (src / "negative.py").write_text(SELF_ONLY)
+    (src / "decoder.py").write_bytes((FIXTURES / "raw_mask" / "before.py").read_bytes())
+    return tmp_path
+
+
+def check(tmp_path, capsys, *extra):
+    code = cli.main(["check", "-j1", "--cache-dir", str(tmp_path / "cache"), *extra, str(tmp_path / "src")])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    seen = []
+    real = cli.read_bytes
+
+    def counting(path):
+        seen.append(Path(path).name)
+        return real(path)
+
+    monkeypatch.setattr(cli, "read_bytes", counting)
+    return seen
+
+
+@pytest.fixture
+def screens(monkeypatch):
+    seen = []
+    real = screen.worth_parsing
+
+    def counting(source, keep_tree=False):
+        seen.append(source)
+        return real(source, keep_tree)
+
+    monkeypatch.setattr(screen, "worth_parsing", counting)
+    return seen
+
+
+def test_a_warm_run_reads_only_the_files_that_may_hold_a_finding(project, capsys, reads, screens):
+    (project / "src" / "decoder.py").unlink()
+    cold = check(project, capsys)
+    assert sorted(reads) == sorted(["negative.py"] + [f"plain{i}.py" for i in range(5)])
+    reads.clear()
+    screens.clear()
+    assert check(project, capsys) == cold and cold[0] == 0
+    assert reads == [] and screens == []
+
+
+def test_a_warm_run_with_a_decoder_screens_only_the_decoder(project, capsys, screens):
+    cold = check(project, capsys)
+    screens.clear()
+    warm = check(project, capsys)
+    assert warm == cold and cold[0] == 1 and "MF001" in cold[1]
+    # the decoder is always analysed; the other files are read again only to look for its callers
+    assert len(screens) == 1 and "class Decoder" in screens[0]
+
+
+def test_a_changed_file_is_never_trusted_even_with_its_old_size_and_mtime(project, capsys):
+    check(project, capsys)
+    plain = project / "src" / "plain0.py"
+    before = os.stat(plain)
+    buggy = (FIXTURES / "raw_mask" / "before.py").read_bytes().replace(b"class Decoder", b"class Plain0")
+    plain.write_bytes(buggy)
+    os.utime(plain, ns=(before.st_atime_ns, before.st_mtime_ns))  # as a careless tool might
+    code, out, _ = check(project, capsys)
+    assert "plain0.py" in out and code == 1
+
+
+def test_a_touched_file_is_hashed_not_screened_again(project, capsys, screens):
+    check(project, capsys)
+    assert SELF_ONLY in screens  # the negative took the ast screen
+    screens.clear()
+    os.utime(project / "src" / "negative.py")  # a new signature, the same bytes
+    check(project, capsys)
+    assert len(screens) == 1  # only the decoder; the negative's verdict came from its digest
+
+
+def test_files_changed_within_the_racy_window_are_not_recorded(project, capsys, monkeypatch, reads):
+    monkeypatch.setattr(cache, "RACY_SECONDS", 3600.0)
+    (project / "src" / "decoder.py").unlink()
+    check(project, capsys)
+    reads.clear()
+    check(project, capsys)
+    assert len(reads) == 6
+
+
+def test_no_cache_neither_reads_nor_writes(project, capsys, reads):
+    (project / "src" / "decoder.py").unlink()
+    check(project, capsys, "--no-cache")
+    assert not (project / "cache").exists()
+    check(project, capsys)
+    reads.clear()
+    check(project, capsys, "--no-cache")
+    assert len(reads) == 6
+
+
+def test_a_damaged_cache_counts_as_empty(project, capsys):
+    cold = check(project, capsys)
+    for f in (project / "cache").glob("screen-*"):
+        f.write_bytes(b"\x00not a cache")
+    assert check(project, capsys) == cold
+    assert check(project, capsys) == cold
+
+
+def test_a_cache_that_cannot_be_written_is_skipped(project, capsys):
+    (project / "cache").write_text("a file where the folder would go")
+    code, out, err = check(project, capsys)
+    assert code == 1 and "MF001" in out and "cache" not in err
+
+
+def test_settings_and_versions_have_their_own_cache(project, capsys, reads):
+    (project / "src" / "decoder.py").unlink()
+    check(project, capsys)
+    reads.clear()
+    check(project, capsys, "--select", "MF001")
+    assert len(reads) == 6
+    assert len(list((project / "cache").glob("screen-*"))) == 2
+
+
+def test_the_default_cache_lives_in_the_project_and_ignores_itself(project, monkeypatch, capsys):
+    monkeypatch.delenv("MASKFIX_CACHE_DIR", raising=False)
+    (project / "pyproject.toml").write_text("[tool.maskfix]\n")
+    monkeypatch.chdir(project / "src")
+    cli.main(["check", "-j1", "."])
+    capsys.readouterr()
+    assert (project / ".maskfix_cache" / ".gitignore").read_text().splitlines()[-1] == "*"
+
+
+def test_concurrent_runs_leave_a_whole_cache(project):
+    env = {**os.environ, "MASKFIX_CACHE_DIR": str(project / "cache")}
+    cmd = [sys.executable, "-m", "maskfix", "check", str(project / "src")]
+    runs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    outs = [p.communicate() for p in runs]
+    assert [p.returncode for p in runs] == [1] * 4 and len({o for o, _ in outs}) == 1
+    for f in (project / "cache").glob("screen-*"):
+        assert isinstance(__import__("marshal").loads(f.read_bytes()), dict)
+    assert not list((project / "cache").glob(".screen-*"))  # no temporary file left behind
