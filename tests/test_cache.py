@@ -92,12 +92,15 @@ def test_a_warm_run_with_a_decoder_screens_only_the_decoder(project, capsys, scr
 
 
 def test_a_changed_file_is_never_trusted_even_with_its_old_size_and_mtime(project, capsys):
-    check(project, capsys)
     plain = project / "src" / "plain0.py"
-    before = os.stat(plain)
     buggy = (FIXTURES / "raw_mask" / "before.py").read_bytes().replace(b"class Decoder", b"class Plain0")
-    plain.write_bytes(buggy)
+    plain.write_bytes(buggy.replace(b"MultiHeadAttention", b"MultiHeadAttentiox"))  # cannot match
+    check(project, capsys)
+    before = os.stat(plain)
+    with open(plain, "r+b") as fh:  # same size, same inode
+        fh.write(buggy)
     os.utime(plain, ns=(before.st_atime_ns, before.st_mtime_ns))  # as a careless tool might
+    assert os.stat(plain).st_size == before.st_size
     code, out, _ = check(project, capsys)
     assert "plain0.py" in out and code == 1
 
