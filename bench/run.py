@@ -4,13 +4,15 @@ Usage: ``python bench/run.py [--rounds N] [--skip-train] [--skip-lint] [--keep D
 
 Lint part.  The tree is rebuilt from the installed distributions every time:
 every ``.py``/``.pyi``/``.ipynb`` file listed in the RECORD of ``tensorflow``,
-``keras``, ``tf_keras`` and ``keras_hub`` and of all their (transitive)
-requirements, copied with its path relative to site-packages.  A second tree
-holds three copies of it, to show how cost scales.  ``maskfix check``,
-``maskfix rewrite`` (on a private copy, after one untimed run so there is
-nothing left to fix), ``ruff check --select E9 --no-cache`` and
-``grep -rl MultiHeadAttention`` are run interleaved, warm cache; medians, ratios
-and peak RSS (from ``wait4``) are printed.
+``keras``, ``tf_keras``, ``keras_hub`` and ``transformers`` and of all their
+(transitive) requirements, copied with its path relative to site-packages.  A
+second tree holds three copies of it, to show how cost scales.  ``maskfix
+check`` cold (``--no-cache``, as ruff runs) and warm (its screen cache filled by
+an earlier run), ``maskfix rewrite`` (on a private copy, after one untimed run
+so there is nothing left to fix), ``ruff check --select E9 --no-cache`` and
+``grep -rl MultiHeadAttention`` are run interleaved, warm page cache; medians,
+ratios and peak RSS (from ``wait4``) are printed.  Then the latency of a
+pre-commit run: three small files, and two of them with a decoder file.
 
 Train part.  Times a training step of the buggy Keras 3 example decoder and of
 its ``maskfix rewrite`` output at equal source/target lengths, alternating
@@ -34,7 +36,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SEEDS = ("tensorflow", "keras", "tf_keras", "keras_hub")
+SEEDS = ("tensorflow", "keras", "tf_keras", "keras_hub", "transformers")
 SUFFIXES = (".py", ".pyi", ".ipynb")
 
 
@@ -121,6 +123,30 @@ def tool_version(cmd):
         return "unavailable"
 
 
+def _table(label, res, baseline=None):
+    print(f"\n[{label}] {'tool':<26} {'median s':>9} {'min s':>7} {'CPU s':>7} {'peak RSS MB':>12}")
+    med = {n: statistics.median(s for s, _, _ in v) for n, v in res.items()}
+    for name, v in res.items():
+        cpu = statistics.median(c for _, _, c in v)
+        print(f"     {name:<26} {med[name]:9.3f} {min(s for s, _, _ in v):7.3f} {cpu:7.2f} "
+              f"{max(m for _, m, _ in v):12.1f}")
+    return med
+
+
+def _rounds(suites, rounds):
+    results = {label: {name: [] for name in cmds} for label, cmds in suites.items()}
+    for label, cmds in suites.items():
+        for cmd in cmds.values():
+            timed(cmd)  # warm the page cache, the tools and maskfix's own cache
+    for r in range(rounds):
+        for label, cmds in suites.items():
+            for name, cmd in cmds.items():
+                secs, rss, code, _, cpu = timed(cmd)
+                results[label][name].append((secs, rss, cpu))
+        print(f"round {r + 1}/{rounds} done", file=sys.stderr)
+    return results
+
+
 def lint(args, work: Path):
     tree = work / "tree"
     names, nfiles, nbytes = build_tree(tree)
@@ -132,52 +158,75 @@ def lint(args, work: Path):
     fix_tree, fix_big = work / "rewrite", work / "rewrite_x3"
     shutil.copytree(tree, fix_tree)
     shutil.copytree(big, fix_big)
+    cache = work / "cache"
 
     maskfix = [sys.executable, "-m", "maskfix"]
-    _, _, code, out, _ = timed(maskfix + ["check", "--exit-zero", "-q", str(tree)])
+    _, _, code, out, _ = timed(maskfix + ["check", "--no-cache", "--exit-zero", "-q", str(tree)])
     findings = [l for l in out.splitlines() if l.strip()]
     print(f"\nmaskfix check findings on the tree: {len(findings)}")
     for line in findings:
         print("  " + line.replace(str(tree) + os.sep, ""))
     for t in (fix_tree, fix_big):  # afterwards rewrite has nothing left to do
-        timed(maskfix + ["rewrite", "-q", str(t)])
+        timed(maskfix + ["rewrite", "--no-cache", "-q", str(t)])
+    time.sleep(2.5)  # files younger than the cache's racy window are not cached
 
     suites = {}
     for label, t, r in (("x1", tree, fix_tree), ("x3", big, fix_big)):
         suites[label] = {
-            "maskfix check": maskfix + ["check", "--exit-zero", "-q", str(t)],
-            "maskfix check -j1": maskfix + ["check", "-j", "1", "--exit-zero", "-q", str(t)],
-            "maskfix rewrite": maskfix + ["rewrite", "--exit-zero", "-q", str(r)],
+            "maskfix check (cold)": maskfix + ["check", "--no-cache", "--exit-zero", "-q", str(t)],
+            "maskfix check -j1 (cold)": maskfix + ["check", "--no-cache", "-j", "1", "--exit-zero", "-q", str(t)],
+            "maskfix check (warm)": maskfix + ["check", "--cache-dir", str(cache), "--exit-zero", "-q", str(t)],
+            "maskfix rewrite (cold)": maskfix + ["rewrite", "--no-cache", "--exit-zero", "-q", str(r)],
             "ruff E9": ["ruff", "check", "--select", "E9", "--no-cache", "--exit-zero", "-q", str(t)],
             "grep -rl": ["grep", "-rl", "MultiHeadAttention", str(t)],
         }
-    results = {label: {name: [] for name in cmds} for label, cmds in suites.items()}
-    for label, cmds in suites.items():
-        for cmd in cmds.values():
-            timed(cmd)  # warm the page cache and the tools
-    for r in range(args.rounds):
-        for label, cmds in suites.items():
-            for name, cmd in cmds.items():
-                secs, rss, code, _, cpu = timed(cmd)
-                results[label][name].append((secs, rss, cpu))
-        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
-
-    print(f"\nmedian of {args.rounds} interleaved runs, warm cache")
+    results = _rounds(suites, args.rounds)
+    print(f"\nmedian of {args.rounds} interleaved runs, warm page cache")
     for label, res in results.items():
-        print(f"\n[{label}] {'tool':<20} {'median s':>9} {'min s':>7} {'CPU s':>7} {'peak RSS MB':>12}")
-        med = {n: statistics.median(s for s, _, _ in v) for n, v in res.items()}
-        for name, v in res.items():
-            cpu = statistics.median(c for _, _, c in v)
-            print(f"     {name:<20} {med[name]:9.3f} {min(s for s, _, _ in v):7.3f} {cpu:7.2f} "
-                  f"{max(m for _, m, _ in v):12.1f}")
-        check = med["maskfix check"]
-        print(f"     check / ruff E9      {check / med['ruff E9']:.2f}")
-        print(f"     check / grep -rl     {check / med['grep -rl']:.2f}")
-        print(f"     rewrite / check      {med['maskfix rewrite'] / check:.2f}")
-        print(f"     check -j1 / check    {med['maskfix check -j1'] / check:.2f}")
+        med = _table(label, res)
+        check = med["maskfix check (cold)"]
+        print(f"     check / ruff E9             {check / med['ruff E9']:.2f}")
+        print(f"     check / grep -rl            {check / med['grep -rl']:.2f}")
+        print(f"     warm check / grep -rl       {med['maskfix check (warm)'] / med['grep -rl']:.2f}")
+        print(f"     rewrite / check             {med['maskfix rewrite (cold)'] / check:.2f}")
+        print(f"     check -j1 / check           {med['maskfix check -j1 (cold)'] / check:.2f}")
         results[label] = med
     x1, x3 = results["x1"], results["x3"]
     print("\nscaling x3 / x1: " + ", ".join(f"{n} {x3[n] / x1[n]:.2f}" for n in x1))
+    latency(args, work)
+
+
+SMALL = "import os\n\n\ndef join{n}(x, y):\n    return os.path.join(x, y, {n!r})\n"
+
+
+def latency(args, work: Path):
+    """A pre-commit run: three small files, then the same with one decoder file of about 300 lines."""
+    here = work / "latency"
+    here.mkdir()
+    small = []
+    for n in range(3):
+        small.append(here / f"small{n}.py")
+        small[-1].write_text(SMALL.format(n=n))
+    decoder = here / "decoder.py"
+    decoder.write_bytes((ROOT / "examples" / "translation_keras3.py").read_bytes())
+    lines = decoder.read_text().count("\n")
+    maskfix = [sys.executable, "-m", "maskfix", "check", "--exit-zero", "-q"]
+    cold = ["--no-cache"]
+    suites = {"latency": {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "maskfix: 3 small files": maskfix + cold + [str(p) for p in small],
+        f"maskfix: + decoder ({lines} lines)": maskfix + cold + [str(p) for p in small[:2]] + [str(decoder)],
+        "ruff E9: 3 small files": ["ruff", "check", "--select", "E9", "--no-cache", "-q"] + [str(p) for p in small],
+        "grep: 3 small files": ["grep", "-l", "MultiHeadAttention"] + [str(p) for p in small],
+    }}
+    res = _rounds(suites, max(args.rounds * 4, 10))
+    print(f"\nthree files given on the command line, median of {max(args.rounds * 4, 10)} runs")
+    med = _table("latency", res["latency"])
+    base = med["python -c pass"]
+    for name in med:
+        if name.startswith("maskfix"):
+            print(f"     {name} / ruff            {med[name] / med['ruff E9: 3 small files']:.2f}"
+                  f"   (minus interpreter start: {med[name] - base:.3f} s)")
 
 
 # ---------------------------------------------------------------- train step

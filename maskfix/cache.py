@@ -7,7 +7,9 @@ cache in ``.maskfix_cache/`` remembers, per maskfix version and settings:
 - for each file path: its ``stat`` signature (size, mtime, ctime, inode) and
   its verdict (the file cannot hold a finding);
 - for each file that took the ``ast`` screen, the costly part: the BLAKE2
-  digest of its bytes and the verdict for them.
+  digest of its bytes and the verdict for them;
+- the digests of the last engine runs that found nothing at all: the engine
+  is a function of its sources, so the same sources need no LibCST again.
 
 A file whose signature is unchanged is not read again.  Any write to a file
 changes its ctime, which no user can set back, so a changed file is never
@@ -35,7 +37,8 @@ from . import __version__
 
 DIR_NAME = ".maskfix_cache"
 RACY_SECONDS = 2.0
-FORMAT = 1
+FORMAT = 2
+MAX_CLEAN = 64  # clean engine runs remembered
 
 Signature = Tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode
 
@@ -67,15 +70,16 @@ class ScreenCache:
         self.file = folder / f"screen-{hashlib.blake2b(f'{__version__}|{settings}'.encode(), digest_size=8).hexdigest()}"
         self.paths: Dict[str, Tuple[Signature, str, Optional[bytes]]] = {}
         self.verdicts: Dict[bytes, str] = {}
+        self.clean: Dict[bytes, bool] = {}  # digests of whole engine inputs that gave nothing at all
         self.changed = False
         self.started = time.time()
         try:
             with open(self.file, "rb") as fh:
                 data = marshal.loads(fh.read())
             if isinstance(data, dict) and data.get("format") == FORMAT:
-                paths, verdicts = data["paths"], data["verdicts"]
-                if isinstance(paths, dict) and isinstance(verdicts, dict):
-                    self.paths, self.verdicts = paths, verdicts
+                paths, verdicts, clean = data["paths"], data["verdicts"], data["clean"]
+                if isinstance(paths, dict) and isinstance(verdicts, dict) and isinstance(clean, dict):
+                    self.paths, self.verdicts, self.clean = paths, verdicts, clean
         except Exception:  # missing, unreadable or damaged: start afresh
             pass
 
@@ -101,6 +105,14 @@ class ScreenCache:
             self.paths[path] = (sig, verdict, key)
             self.changed = True
 
+    def mark_clean(self, key: bytes) -> None:
+        """The engine found nothing at all in the sources whose digest is ``key``."""
+        if key not in self.clean:
+            if len(self.clean) >= MAX_CLEAN:  # the oldest go first
+                del self.clean[next(iter(self.clean))]
+            self.clean[key] = True
+            self.changed = True
+
     def save(self) -> None:
         """Write the cache atomically; a folder that cannot be written is left alone."""
         if not self.changed:
@@ -110,7 +122,8 @@ class ScreenCache:
             ignore = self.folder / ".gitignore"
             if not ignore.exists():
                 ignore.write_text("# Created by maskfix automatically.\n*\n")
-            data = marshal.dumps({"format": FORMAT, "paths": self.paths, "verdicts": self.verdicts})
+            data = marshal.dumps({"format": FORMAT, "paths": self.paths, "verdicts": self.verdicts,
+                                  "clean": self.clean})
             fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".screen-", suffix=".tmp")
             try:
                 with os.fdopen(fd, "wb") as fh:

@@ -34,6 +34,7 @@ from .files import (
     write_atomic,
 )
 from .limits import TooDeep
+from .outcome import Outcome
 from .prefilter import might_match
 from .report import FORMATS, Diagnostic, Failure, render
 
@@ -228,7 +229,7 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
         run.files_seen += 1
         progress.tick(run.files_seen)
         if screens is not None and sig is not None and kind in ("other", "skip"):
-            screens.store(os.path.abspath(path), sig, kind, payload)
+            screens.store(sig[0], sig[1], kind, payload)
         if problem:
             run.errors.append((str(path), problem))
         elif kind == "error":
@@ -242,7 +243,7 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
                     run.inputs[str(path)] = item
             except FileError as exc:
                 run.errors.append((str(path), str(exc)))
-    _analyse(run, fix, codes, progress)
+    _analyse(run, fix, codes, progress, screens)
     # decoders, attention layers and mask factories defined in the parsed files, used from the others
     names = {n for o in run.outcomes.values() for n in (*o.decoders, *o.attention_layers, *o.mask_factories)}
     if names and others:
@@ -256,7 +257,7 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
                     run.inputs[str(path)] = item
             except FileError as exc:
                 run.errors.append((str(path), str(exc)))
-        _analyse(run, fix, codes, progress)
+        _analyse(run, fix, codes, progress, screens)
     progress.done()
     if screens is not None:
         screens.save()
@@ -322,7 +323,7 @@ def _screen_chunk(paths: List[Path]) -> List[Tuple[str, object]]:
 
 
 def _screen_all(found, jobs: int, screens: Optional[ScreenCache] = None):
-    """Yield ``(path, discovery problem, screen result, stat signature)`` in discovery order, on
+    """Yield ``(path, discovery problem, screen result, (real path, stat signature))`` in discovery order, on
     ``jobs`` processes; files the cache knows unchanged are not read.
 
     Chunks go to the workers while the walk goes on, so discovery overlaps screening.
@@ -330,9 +331,9 @@ def _screen_all(found, jobs: int, screens: Optional[ScreenCache] = None):
     jobs = jobs or _cpu_count()
 
     def entries():
-        for path, problem, st in found:
-            sig = signature(st) if st is not None and screens is not None else None
-            known = screens.known(os.path.abspath(path), sig) if sig is not None else None
+        for path, problem, st, real in found:
+            sig = (real, signature(st)) if st is not None and screens is not None else None
+            known = screens.known(real, sig[1]) if sig is not None else None
             yield path, problem, sig, known
 
     if jobs <= 1:
@@ -455,15 +456,24 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _analyse(run: Run, fix: bool, codes: Sequence[str], progress: Optional[_Progress] = None) -> Run:
+def _analyse(run: Run, fix: bool, codes: Sequence[str], progress: Optional[_Progress] = None,
+             screens: Optional[ScreenCache] = None) -> Run:
     if not run.inputs or not codes:
         return run
+    key = None
+    if screens is not None:
+        # the engine is a function of its sources: a set it found nothing in needs no LibCST again
+        key = digest(repr((fix, list(codes), sorted((k, digest(v.raw)) for k, v in run.inputs.items()))).encode())
+        if key in screens.clean:
+            run.outcomes = {k: Outcome() for k in run.inputs}
+            return run
     from . import engine  # LibCST is imported only when a file can match
 
     # the selected rules are the only ones that report or rewrite
-
     run.outcomes = engine.run({k: v.source for k, v in run.inputs.items()}, fix=fix, select=codes,
                               progress=progress.analysing if progress is not None else None)
+    if key is not None and all(o.clean() for o in run.outcomes.values()):
+        screens.mark_clean(key)
     return run
 
 

@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Set
 import libcst as cst
 
 from . import limits, slicing
+from .outcome import Finding, Outcome
 from .analysis import DecoderClass, ModuleFacts, analyze_module, find_call_sites, module_dialect, suppressed
 from .factories import Factory, find_factories
 from .flow.attention import Signature, find_wrappers
@@ -22,32 +23,6 @@ from .positions import LazyPositions
 from .rewrite import Edits, Style, apply
 from .rules import Context, Problem, active_rules, is_selected
 from .syntax import forget_trees, index_tree, iter_nodes
-
-
-@dataclass
-class Finding:
-    code: str
-    message: str
-    line: int  # 1-based
-    column: int  # 1-based
-    fixable: bool = False
-
-
-@dataclass
-class Outcome:
-    """What one source produced."""
-
-    findings: List[Finding] = field(default_factory=list)
-    new_source: Optional[str] = None  # set when a rewrite changed the source
-    error: Optional[str] = None
-    notes: List[str] = field(default_factory=list)  # how call sites were threaded
-    decoders: List[str] = field(default_factory=list)  # names of buggy decoder classes defined here
-    # Keys of the other sources whose rewrite this one's depends on: a call of a decoder this run
-    # fixes may be given encoder_padding_mask=, so they are written together or not at all.
-    needs: Set[str] = field(default_factory=set)
-    not_analysed: List["limits.SetAside"] = field(default_factory=list)  # parts of the source set aside
-    attention_layers: List[str] = field(default_factory=list)  # the project's attention wrappers defined here
-    mask_factories: List[str] = field(default_factory=list)  # tutorial-style mask factories defined here
 
 
 @dataclass

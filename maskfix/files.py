@@ -44,13 +44,16 @@ def _excluded(path: Path, patterns: Sequence[str]) -> bool:
 
 def discover(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator[Tuple[Path, Optional[str]]]:
     """Yield ``(path, error)`` for every source file under ``paths`` (see ``discover_stat``)."""
-    for path, problem, _ in discover_stat(paths, exclude):
+    for path, problem, _, _ in discover_stat(paths, exclude):
         yield path, problem
 
 
-def discover_stat(paths: Iterable[str], exclude: Sequence[str] = ()
-                  ) -> Iterator[Tuple[Path, Optional[str], Optional[os.stat_result]]]:
-    """Yield ``(path, error, stat)`` for every source file under ``paths``; stat is None with an error.
+Found = Tuple[Path, Optional[str], Optional[os.stat_result], Optional[str]]
+
+
+def discover_stat(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator[Found]:
+    """Yield ``(path, error, stat, real path)`` for every source file under ``paths``; stat and real
+    path are None with an error.
 
     Directories are walked without following symlinks; a symlinked file is
     used only when its target lies inside one of the given paths.  Files
@@ -58,69 +61,91 @@ def discover_stat(paths: Iterable[str], exclude: Sequence[str] = ()
     """
     roots = [Path(p) for p in paths]
     real_roots = [os.path.realpath(p) for p in roots]
-    seen = set()
+    seen: set = set()
 
     def inside(real: str) -> bool:
         return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in real_roots)
 
-    for root in roots:
+    for root, real_root in zip(roots, real_roots):
         if not os.path.lexists(root):
-            yield root, "no such file or directory", None
+            yield root, "no such file or directory", None, None
             continue
         if not root.is_dir():
             try:
                 st = os.stat(root)
             except OSError as exc:
-                yield root, _link_problem(exc) if os.path.islink(root) else f"cannot read: {exc.strerror or exc}", None
+                why = _link_problem(exc) if os.path.islink(root) else f"cannot read: {exc.strerror or exc}"
+                yield root, why, None, None
                 continue
             if not stat.S_ISREG(st.st_mode):
                 # Named explicitly or not, a FIFO or device would block or never end when read.
-                yield root, "not a regular file", None
+                yield root, "not a regular file", None, None
                 continue
-            real = os.path.realpath(root)
-            if real not in seen:
-                seen.add(real)
-                yield root, None, st
+            if real_root not in seen:
+                seen.add(real_root)
+                yield root, None, st, real_root
             continue
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-            here = Path(dirpath)
-            real_here = os.path.realpath(dirpath)  # once per folder: resolving every file is slow
-            dirnames[:] = sorted(
-                d for d in dirnames
-                if d not in SKIP_DIRS
-                and not d.endswith(".egg-info")
-                and not (here / d / "pyvenv.cfg").exists()
-                and not _excluded(here / d, exclude)
-            )
-            for name in sorted(filenames):
-                if not name.endswith(SOURCE_SUFFIXES):
-                    continue
-                path = here / name
-                if _excluded(path, exclude):
-                    continue
+        yield from _walk(root, real_root, exclude, inside, seen)
+
+
+def _walk(root: Path, real_root: str, exclude: Sequence[str], inside, seen: set) -> Iterator[Found]:
+    """Depth first, names sorted, each folder's files before its subfolders (as ``os.walk`` goes).
+
+    One ``scandir`` per folder and one ``lstat`` per source file: a folder's real path is its
+    parent's joined with its name, since folders reached through a symlink are not entered.
+    """
+    stack = [(root, real_root, True)]
+    while stack:
+        here, real_here, top = stack.pop()
+        try:
+            with os.scandir(here) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError:
+            continue  # as os.walk: a folder that cannot be listed is passed over
+        if not top and any(e.name == "pyvenv.cfg" for e in entries):
+            continue  # a virtual environment
+        folders = []
+        for entry in entries:
+            name = entry.name
+            try:
+                is_dir = entry.is_dir()  # follows symlinks, like os.walk's split
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if (not entry.is_symlink() and name not in SKIP_DIRS and not name.endswith(".egg-info")
+                        and not _excluded(here / name, exclude)):
+                    folders.append(name)
+                continue
+            if not name.endswith(SOURCE_SUFFIXES):
+                continue
+            path = here / name
+            if exclude and _excluded(path, exclude):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # gone since the folder was listed
+            if stat.S_ISLNK(st.st_mode):
+                real = os.path.realpath(path)
+                if not inside(real):
+                    continue  # never follow a link out of the given paths
                 try:
-                    st = os.lstat(path)
-                except FileNotFoundError:
-                    continue  # gone since the folder was listed
-                if stat.S_ISLNK(st.st_mode):
-                    real = os.path.realpath(path)
-                    if not inside(real):
-                        continue  # never follow a link out of the given paths
-                    try:
-                        st = os.stat(path)
-                    except OSError as exc:
-                        yield path, _link_problem(exc), None
-                        continue
-                else:
-                    real = os.path.join(real_here, name)
-                if not stat.S_ISREG(st.st_mode):
-                    # A FIFO or device would block or never end when read.
-                    yield path, "not a regular file", None
+                    st = os.stat(path)
+                except OSError as exc:
+                    yield path, _link_problem(exc), None, None
                     continue
-                if real in seen:
-                    continue
-                seen.add(real)
-                yield path, None, st
+            else:
+                real = os.path.join(real_here, name)
+            if not stat.S_ISREG(st.st_mode):
+                # A FIFO or device would block or never end when read.
+                yield path, "not a regular file", None, None
+                continue
+            if real in seen:
+                continue
+            seen.add(real)
+            yield path, None, st, real
+        for name in reversed(folders):
+            stack.append((here / name, os.path.join(real_here, name), False))
 
 
 def _link_problem(exc: OSError) -> str:

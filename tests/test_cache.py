@@ -174,3 +174,36 @@ def test_concurrent_runs_leave_a_whole_cache(project):
     for f in (project / "cache").glob("screen-*"):
         assert isinstance(__import__("marshal").loads(f.read_bytes()), dict)
     assert not list((project / "cache").glob(".screen-*"))  # no temporary file left behind
+
+
+@pytest.fixture
+def engine_runs(monkeypatch):
+    from maskfix import engine
+
+    seen = []
+    real = engine.run
+
+    def counting(sources, **kwargs):
+        seen.append(sorted(sources))
+        return real(sources, **kwargs)
+
+    monkeypatch.setattr(engine, "run", counting)
+    return seen
+
+
+def test_sources_the_engine_found_clean_are_not_analysed_again(project, capsys, engine_runs):
+    (project / "src" / "decoder.py").unlink()
+    clean = (FIXTURES / "neg_query_and_key_masks" / "before.py").read_bytes()  # passes both screens
+    (project / "src" / "clean.py").write_bytes(clean)
+    cold = check(project, capsys)
+    assert len(engine_runs) == 1
+    assert check(project, capsys) == cold and len(engine_runs) == 1
+    (project / "src" / "clean.py").write_bytes(clean + b"\n")  # other bytes: analysed again
+    check(project, capsys)
+    assert len(engine_runs) == 2
+
+
+def test_a_run_with_findings_always_reaches_the_engine(project, capsys, engine_runs):
+    first = check(project, capsys)
+    cold_runs = len(engine_runs)
+    assert check(project, capsys) == first and len(engine_runs) == 2 * cold_runs > 0

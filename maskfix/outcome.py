@@ -1,0 +1,39 @@
+"""What the engine reports for one source; light, so a run served from the cache needs no LibCST."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Set
+
+from . import limits
+
+
+@dataclass
+class Finding:
+    code: str
+    message: str
+    line: int  # 1-based
+    column: int  # 1-based
+    fixable: bool = False
+
+
+@dataclass
+class Outcome:
+    """What one source produced."""
+
+    findings: List[Finding] = field(default_factory=list)
+    new_source: Optional[str] = None  # set when a rewrite changed the source
+    error: Optional[str] = None
+    notes: List[str] = field(default_factory=list)  # how call sites were threaded
+    decoders: List[str] = field(default_factory=list)  # names of buggy decoder classes defined here
+    # Keys of the other sources whose rewrite this one's depends on: a call of a decoder this run
+    # fixes may be given encoder_padding_mask=, so they are written together or not at all.
+    needs: Set[str] = field(default_factory=set)
+    not_analysed: List["limits.SetAside"] = field(default_factory=list)  # parts of the source set aside
+    attention_layers: List[str] = field(default_factory=list)  # the project's attention wrappers defined here
+    mask_factories: List[str] = field(default_factory=list)  # tutorial-style mask factories defined here
+
+    def clean(self) -> bool:
+        """Nothing to report, fix or follow into other files."""
+        return not (self.findings or self.new_source is not None or self.error or self.notes or self.decoders
+                    or self.needs or self.not_analysed or self.attention_layers or self.mask_factories)
