@@ -1,18 +1,19 @@
 """How the cost of one file holding a decoder grows with the file's size.
 
-Usage: ``python bench/decoder_file.py [--sizes 100e3,300e3,860e3] [--rounds N]``
+Usage: ``python bench/decoder_file.py [--sizes 100e3,300e3,1e6] [--rounds N]``
 
 Each file is the buggy ``raw_mask`` fixture followed by ordinary code (functions
 and small classes) up to the given size.  For each size the script times, in
-fresh processes, ``maskfix check`` and ``maskfix rewrite --diff``, and, in this
-process, LibCST's parse and resolving ``PositionProvider`` over the whole module
-(what reporting a finding used to cost) against ``maskfix.positions.LazyPositions``
-(what it costs now).  Medians of ``--rounds`` runs; seconds and seconds per MB.
+fresh processes, ``maskfix check`` and ``maskfix rewrite --diff`` (both
+``--no-cache``) and ``ruff check --select E9 --no-cache``, and in this process
+Python's own ``ast.parse`` of the file, the floor of any analysis in Python.
+Medians of ``--rounds`` runs; seconds and seconds per MB.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import statistics
 import subprocess
 import sys
@@ -47,37 +48,9 @@ def timed(cmd) -> float:
     return time.perf_counter() - start
 
 
-def in_process(source: str):
-    import libcst as cst
-    from libcst.metadata import MetadataWrapper, PositionProvider
-
-    from maskfix import engine, limits
-    from maskfix.positions import LazyPositions
-    from maskfix.syntax import forget_trees, index_tree
-
-    def go():
-        t0 = time.perf_counter()
-        module = cst.parse_module(source)
-        t1 = time.perf_counter()
-        MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
-        t2 = time.perf_counter()
-        index_tree(module)
-        facts = engine.analyze_module(module)
-        tree = limits.parse_python(source)
-        t3 = time.perf_counter()
-        lazy = LazyPositions(module, tree)
-        for dec in facts.decoders:
-            lazy[dec.cross_attention.call]
-        t4 = time.perf_counter()
-        forget_trees()
-        return t1 - t0, t2 - t1, t4 - t3
-
-    return limits.call_with_deep_stack(go)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="100e3,300e3,860e3")
+    parser.add_argument("--sizes", default="100e3,300e3,1e6")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     rows = []
@@ -87,21 +60,22 @@ def main() -> None:
             source = make(size)
             path.write_text(source)
             mb = len(source.encode()) / 1e6
-            check, diff, parse, whole, lazy = [], [], [], [], []
+            check, diff, ruff, parse = [], [], [], []
             for _ in range(args.rounds):
-                check.append(timed([sys.executable, "-m", "maskfix", "check", "-q", str(path)]))
-                diff.append(timed([sys.executable, "-m", "maskfix", "rewrite", "--diff", "-q", str(path)]))
-                p, w, z = in_process(source)
-                parse.append(p)
-                whole.append(w)
-                lazy.append(z)
-            med = [statistics.median(x) for x in (check, diff, parse, whole, lazy)]
+                check.append(timed([sys.executable, "-m", "maskfix", "check", "--no-cache", "-q", str(path)]))
+                diff.append(timed([sys.executable, "-m", "maskfix", "rewrite", "--no-cache", "--diff", "-q",
+                                   str(path)]))
+                ruff.append(timed(["ruff", "check", "--select", "E9", "--no-cache", "-q", str(path)]))
+                start = time.perf_counter()
+                ast.parse(source)
+                parse.append(time.perf_counter() - start)
+            med = [statistics.median(x) for x in (check, diff, ruff, parse)]
             rows.append((mb, *med))
-    print("| size MB | check s | rewrite --diff s | check s/MB | LibCST parse s | whole-module positions s "
-          "| positions for the finding s |")
+    print("| size MB | check s | rewrite --diff s | check s/MB | ruff E9 s | check / ruff | Python's ast.parse s |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for mb, check, diff, parse, whole, lazy in rows:
-        print(f"| {mb:.2f} | {check:.2f} | {diff:.2f} | {check / mb:.1f} | {parse:.2f} | {whole:.2f} | {lazy:.3f} |")
+    for mb, check, diff, ruff, parse in rows:
+        print(f"| {mb:.2f} | {check:.2f} | {diff:.2f} | {check / mb:.2f} | {ruff:.3f} | {check / ruff:.1f} "
+              f"| {parse:.2f} |")
 
 
 if __name__ == "__main__":

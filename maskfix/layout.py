@@ -15,33 +15,59 @@ the simpler wrapping at the end of this module.
 
 from __future__ import annotations
 
+import functools
 import io
 import keyword
 import re
 import tokenize
 import unicodedata
-from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from dataclasses import dataclass
+from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Set, Tuple
 
 import libcst as cst
 
 
-def quote_counts(source: str) -> Tuple[int, int]:
-    """(double, single): plain string literals quoted ``"`` and ``'`` (not triple-quoted, not f-strings)."""
-    doubles = singles = 0
+@dataclass(frozen=True)
+class _Tokens:
+    code_rows: FrozenSet[int]  # lines holding a name, operator or number
+    doubles: int  # plain string literals quoted with "
+    singles: int  # ... and with '
+    fstring: bool  # an f-string
+    broken: bool  # the tokenizer gave up
+
+
+@functools.lru_cache(maxsize=4)
+def _tokens(source: str) -> _Tokens:
+    """One tokenizer pass serves the width, the quotes and the syntax age of a file."""
+    rows, doubles, singles, fstring, broken = set(), 0, 0, False, False
+    fstring_start = getattr(tokenize, "FSTRING_START", None)
     try:
         for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-            if tok.type != tokenize.STRING:
-                continue
-            body = tok.string.lstrip("rRbBuU")  # an f-string keeps its f: neither quote below
-            if body.startswith(('"""', "'''")):
-                continue
-            if body.startswith('"'):
-                doubles += 1
-            elif body.startswith("'"):
-                singles += 1
+            kind = tok.type
+            if kind in (tokenize.NAME, tokenize.OP, tokenize.NUMBER):
+                rows.add(tok.start[0])
+            elif kind == fstring_start:
+                fstring = True
+            elif kind == tokenize.STRING:
+                text = tok.string
+                if "f" in text.split(text[-1])[0].lower():
+                    fstring = True
+                body = text.lstrip("rRbBuU")  # an f-string keeps its f: neither quote below
+                if body.startswith(('"""', "\'\'\'")):
+                    continue
+                if body.startswith('"'):
+                    doubles += 1
+                elif body.startswith("'"):
+                    singles += 1
     except (tokenize.TokenError, SyntaxError, IndentationError):
-        pass
-    return doubles, singles
+        broken = True
+    return _Tokens(frozenset(rows), doubles, singles, fstring, broken)
+
+
+def quote_counts(source: str) -> Tuple[int, int]:
+    """(double, single): plain string literals quoted ``"`` and ``'`` (not triple-quoted, not f-strings)."""
+    t = _tokens(source)
+    return t.doubles, t.singles
 
 
 def width_limit(source: str) -> int:
@@ -49,16 +75,12 @@ def width_limit(source: str) -> int:
 
     Long prose in docstrings and comments, and a few long lines, do not make a file wide.
     """
-    lines = source.splitlines()
-    code_rows = set()
-    try:
-        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-            if tok.type in (tokenize.NAME, tokenize.OP, tokenize.NUMBER):
-                code_rows.add(tok.start[0])
-    except (tokenize.TokenError, SyntaxError, IndentationError):
+    t = _tokens(source)
+    if t.broken:
         return 88
-    long = [len(lines[r - 1]) for r in code_rows if r <= len(lines) and len(lines[r - 1]) > 88]
-    if len(long) <= max(2, len(code_rows) // 50):
+    lines = source.splitlines()
+    long = [len(lines[r - 1]) for r in t.code_rows if r <= len(lines) and len(lines[r - 1]) > 88]
+    if len(long) <= max(2, len(t.code_rows) // 50):
         return 88
     return max(long)
 
@@ -1016,17 +1038,7 @@ def modern_syntax(source: str) -> bool:
     ``*args``); it only decides whether a trailing comma follows ``**kwargs``
     in an exploded call or signature.
     """
-    if _MODERN.search(source):
-        return True
-    try:
-        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-            if tok.type == getattr(tokenize, "FSTRING_START", None):
-                return True
-            if tok.type == tokenize.STRING and "f" in tok.string.split(tok.string[-1])[0].lower():
-                return True
-    except (tokenize.TokenError, SyntaxError, IndentationError):
-        return False
-    return False
+    return bool(_MODERN.search(source)) or _tokens(source).fstring
 
 
 # --------------------------------------------------------------------------
