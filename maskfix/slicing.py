@@ -11,9 +11,14 @@ as the definition (blank lines cost LibCST nearly as much as code): positions
 come from Python's own tree of the whole file (``maskfix.positions``), so
 reported lines do not move.
 
-Connected means: it uses a name a kept statement defines, or defines a name a
-kept statement uses, or its name appears in another source of the same run.
-Every other top-level statement (imports, assignments, script code) is kept.
+A definition is a root when its text speaks of attention, masks, encoders or
+decoders, or when it uses anything the module imports (tensor code reaches its
+framework through an import; what rules read as evidence, such as a generation
+loop or shifted targets, is tensor code).  Connected means: it uses a name a
+kept statement defines, or defines a name a kept statement uses, or its name
+appears in another source of the same run.  Every other top-level statement
+(imports, assignments, script code) is kept.  What is dropped is plain code that
+touches neither the file's imports nor anything that does.
 """
 
 from __future__ import annotations
@@ -77,10 +82,12 @@ def drop_unrelated(hidden: Hidden, elsewhere: Set[str] = frozenset()) -> int:
         return 0
     uses: Dict[int, Set[str]] = {}
     kept: Set[int] = set()
+    imported = _imported(tree)
     for i, stmt in enumerate(tree.body):
         if i not in candidates:
             kept.add(i)
-        elif _ROOT.search("".join(lines[candidates[i][0]:candidates[i][1] + 1])):
+        elif (_ROOT.search("".join(lines[candidates[i][0]:candidates[i][1] + 1]))
+              or not imported.isdisjoint(_uses(uses, i, lines, candidates, tree))):
             kept.add(i)
     needed: Set[str] = set()  # names kept statements use
     defined: Set[str] = set()  # names kept statements bind
@@ -130,6 +137,19 @@ def drop_unrelated(hidden: Hidden, elsewhere: Set[str] = frozenset()) -> int:
             lines[i] = ""
     hidden.source = "".join(lines)
     return sum(1 for i in candidates if i not in kept)
+
+
+def _imported(tree: ast.Module) -> Set[str]:
+    """Names the module's imports bind, at any depth of its top-level statements."""
+    out: Set[str] = set()
+    for stmt in tree.body:
+        if isinstance(stmt, _DEFS):
+            continue
+        for sub in ast.walk(stmt):
+            if isinstance(sub, (ast.Import, ast.ImportFrom)):
+                for alias in sub.names:
+                    out.add((alias.asname or alias.name).split(".")[0])
+    return out - {"*"}
 
 
 def _uses(cache: Dict[int, Set[str]], i: int, lines: List[str], candidates: Dict[int, Tuple[int, int]],
