@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from . import __version__
 from .cache import ScreenCache, default_dir as cache_dir, digest, signature
@@ -63,6 +63,20 @@ class Run:
     outcomes: dict = field(default_factory=dict)
     files_seen: int = 0
     stdin: Optional[Tuple[str, bytes]] = None  # (display name, raw bytes) when "-" was read
+    notes: Set[Tuple[str, str]] = field(default_factory=set)  # errors that are statements set aside
+
+    def failed(self) -> Set[str]:
+        """Files that could not be handled (not those analysed but for a few statements)."""
+        return {p for p, m in self.errors if (p, m) not in self.notes}
+
+    def failure_summary(self, verb: str) -> List[str]:
+        failed, parts = self.failed(), []
+        partial = {p for p, _ in self.notes} - failed
+        if failed:
+            parts.append(f"{_plural(len(failed), 'file')} could not be {verb}")
+        if partial:
+            parts.append(f"{_plural(len(partial), 'file')} {verb} only in part")
+        return parts
 
 
 class UsageError(Exception):
@@ -240,7 +254,7 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
             try:
                 item = _prepare(str(path), path, payload)
                 if item is not None:
-                    run.inputs[str(path)] = item
+                    run.inputs[_key(run, path)] = item
             except FileError as exc:
                 run.errors.append((str(path), str(exc)))
     _analyse(run, fix, codes, progress, screens)
@@ -254,7 +268,7 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
                 raw = read_bytes(path)
                 item = _prepare(str(path), path, raw) if any(n in raw for n in needles) else None
                 if item is not None:
-                    run.inputs[str(path)] = item
+                    run.inputs[_key(run, path)] = item
             except FileError as exc:
                 run.errors.append((str(path), str(exc)))
         _analyse(run, fix, codes, progress, screens)
@@ -278,6 +292,12 @@ def _open_cache(args, settings: Settings) -> Optional[ScreenCache]:
 
 # Verdicts by content digest from the screen cache, or None when caching is off (nothing is hashed).
 _KNOWN: Optional[Dict[bytes, str]] = None
+
+def _key(run: Run, path: Path) -> str:
+    """The run's key for a file; standard input named like the file keeps its own."""
+    key = str(path)
+    return os.path.abspath(key) if run.stdin is not None and run.stdin[0] == key else key
+
 
 PARALLEL_MIN_FILES = 256  # below this, starting workers costs more than it saves
 
@@ -485,7 +505,9 @@ def _diagnostics(run: Run, select: Sequence[str]) -> List[Diagnostic]:
             run.errors.append((key, outcome.error))
             continue
         locate = item.notebook.locate if item.notebook is not None else None
-        run.errors.extend((key, note.describe(locate)) for note in outcome.not_analysed)
+        notes = [(key, note.describe(locate)) for note in outcome.not_analysed]
+        run.errors.extend(notes)
+        run.notes.update(notes)
         for f in outcome.findings:
             if f.code not in select:
                 continue
@@ -573,8 +595,7 @@ def cmd_check(args) -> int:
             summary = f"Found {_plural(len(diags), 'problem')} ({fixable} fixable with `maskfix rewrite`)"
         else:
             summary = f"No problems found in {_plural(_checked(run), 'file')}"
-        if run.errors:
-            summary += f"; {_plural(len({p for p, _ in run.errors}), 'file')} could not be checked"
+        summary = "; ".join([summary, *run.failure_summary("checked")])
         print(summary + ".", file=sys.stderr)
     if run.errors:
         return 2
@@ -633,8 +654,7 @@ def cmd_rewrite(args) -> int:
         parts = [f"{verb} {_plural(fixed, 'problem')} in {_plural(len(changed), 'file')}"]
         if manual:
             parts.append(f"{_plural(len(manual), 'problem')} need{'s' if len(manual) == 1 else ''} manual work")
-        if run.errors:
-            parts.append(f"{_plural(len({p for p, _ in run.errors}), 'file')} could not be handled")
+        parts += run.failure_summary("handled")
         print("; ".join(parts) + ".", file=sys.stderr)
     if run.errors:
         return 2
@@ -708,7 +728,7 @@ def _warn_if_nothing_found(run: Run, quiet: bool) -> None:
 
 def _checked(run: Run) -> int:
     """Files really checked: the ones named or found, less those that could not be handled."""
-    return max(run.files_seen - len({p for p, _ in run.errors}), 0)
+    return max(run.files_seen - len(run.failed()), 0)
 
 
 def _unified(item: Input, new: str) -> str:

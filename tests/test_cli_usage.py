@@ -297,3 +297,11 @@ def test_progress_line_says_one_file(monkeypatch):
     progress.start -= 10
     progress.tick(1)
     assert "maskfix: 1 file read" in fake.getvalue()
+
+
+def test_stdin_named_like_a_file_on_the_command_line_is_checked_too(tmp_path):
+    """Before: the file replaced standard input under the same name, and its finding was lost."""
+    (tmp_path / "x.py").write_text("import os\n")
+    buggy = (Path(__file__).parent / "fixtures" / "raw_mask" / "before.py").read_bytes()
+    proc = maskfix("check", "--no-cache", "-", "x.py", "--stdin-filename", "x.py", stdin=buggy, cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stdout.decode().count("MF001") == 1

@@ -705,3 +705,15 @@ def test_expression_depth_is_bounded_by_its_length(chain):
 
 def _depth(node, d=0):
     return max([d] + [_depth(c, d + 1) for c in ast.iter_child_nodes(node)])
+
+
+def test_a_file_analysed_but_for_one_statement_is_counted_as_checked_in_part(tmp_path, capsys):
+    """Before: it was counted among the files that could not be checked."""
+    (tmp_path / "chain.py").write_text(long_chains()["chain_plus.py"])
+    (tmp_path / "broken.py").write_bytes(b"\x00")
+    code, out, err = run(["check", str(tmp_path)], capsys)
+    assert code == 2 and "MF001" in out
+    assert err.splitlines()[-1] == ("Found 1 problem (1 fixable with `maskfix rewrite`); 1 file could not be checked; "
+                                    "1 file checked only in part.")
+    code, out, err = run(["rewrite", str(tmp_path)], capsys)
+    assert err.splitlines()[-1] == "Fixed 1 problem in 1 file; 1 file could not be handled; 1 file handled only in part."
