@@ -28,6 +28,7 @@ from .files import (
     FileError,
     SourceFile,
     check_writable,
+    check_decodable,
     decode_python,
     discover_stat,
     read_bytes,
@@ -321,7 +322,7 @@ def _screen_file(path: Path, here: bool = False) -> Tuple[str, object]:
             if notebook:
                 _prepare(str(path), path, raw)
             else:
-                decode_python(path, raw)
+                check_decodable(path, raw)
             return "other", None
         key = None
         if _KNOWN is not None:

@@ -184,6 +184,19 @@ def read_bytes(path: Path) -> bytes:
         raise FileError(f"cannot read: {exc.strerror or exc}") from None
 
 
+def check_decodable(path: Path, raw: bytes) -> None:
+    """Raise FileError as ``decode_python`` would, without keeping the text.
+
+    Most files are plain ASCII with no coding cookie: those are valid without decoding.
+    """
+    first = raw.find(b"\n")
+    second = raw.find(b"\n", first + 1) if first != -1 else -1
+    head = raw if second == -1 else raw[:second]  # a coding cookie counts on the first two lines only
+    if raw.isascii() and b"\x00" not in raw and b"coding" not in head:
+        return
+    decode_python(path, raw)
+
+
 def decode_python(path: Path, raw: bytes) -> SourceFile:
     """Decode per PEP 263 (BOM, coding cookie, else UTF-8), keeping line endings."""
     if b"\x00" in raw:

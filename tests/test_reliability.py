@@ -717,3 +717,18 @@ def test_a_file_analysed_but_for_one_statement_is_counted_as_checked_in_part(tmp
                                     "1 file checked only in part.")
     code, out, err = run(["rewrite", str(tmp_path)], capsys)
     assert err.splitlines()[-1] == "Fixed 1 problem in 1 file; 1 file could not be handled; 1 file handled only in part."
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (b"# -*- coding: bogus -*-\nx = 1\n", "bad encoding declaration"),
+    (b"#!/usr/bin/env python\n# coding: nope\nx = 1\n", "bad encoding declaration"),
+    (b"x = 1\x00\n", "binary content"),
+    (b"x = '\xff'\n", "cannot decode as utf-8"),
+])
+def test_files_the_prefilter_passes_by_are_still_checked_for_their_encoding(tmp_path, capsys, raw, reason):
+    """Plain ASCII files skip decoding; these must not."""
+    (tmp_path / "odd.py").write_bytes(raw)
+    (tmp_path / "third.py").write_bytes(b"x = 1\n" * 3 + b"# coding: not a cookie on line four\n")
+    code, out, err = run(["check", "--no-cache", str(tmp_path)], capsys)
+    assert code == 2 and error_lines(err) == [f"maskfix: error: {tmp_path / 'odd.py'}: " + error_lines(err)[0].split(": ", 3)[-1]]
+    assert reason in err
