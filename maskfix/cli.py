@@ -366,12 +366,14 @@ def _screen_all(found, jobs: int, screens: Optional[ScreenCache] = None):
     batch: list = []
     executor = None
     size = 64
+    here = 0  # files screened in this process so far
 
     def flush():
-        nonlocal executor
+        nonlocal executor, here
         paths = [e[0] for e in batch if not e[1] and not e[3]]
-        if executor is None and len(pending) * size < PARALLEL_MIN_FILES and len(paths) < PARALLEL_MIN_FILES:
-            # too little work so far to repay worker start-up: screen here
+        if executor is None and here + len(paths) < PARALLEL_MIN_FILES:
+            # too little work so far to repay worker start-up (files the cache knows are no work)
+            here += len(paths)
             pending.append((list(batch), [_screen_file(p, here=True) for p in paths]))
         elif not paths:
             pending.append((list(batch), []))
