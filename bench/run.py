@@ -1,6 +1,6 @@
 """Benchmark maskfix against ruff and grep on a large real tree, plus the runtime cost of the fix.
 
-Usage: ``python bench/run.py [--rounds N] [--skip-train] [--skip-lint] [--keep DIR]``
+Usage: ``python bench/run.py [--rounds N] [--skip-train] [--skip-lint] [--latency-only] [--keep DIR]``
 
 Lint part.  The tree is rebuilt from the installed distributions every time:
 every ``.py``/``.pyi``/``.ipynb`` file listed in the RECORD of ``tensorflow``,
@@ -293,6 +293,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5, help="interleaved lint rounds")
     parser.add_argument("--train-rounds", type=int, default=20, help="alternating blocks of 10 steps")
     parser.add_argument("--skip-lint", action="store_true")
+    parser.add_argument("--latency-only", action="store_true", help="only the pre-commit latency part")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--keep", metavar="DIR", help="build the trees here and keep them")
     args = parser.parse_args()
@@ -305,9 +306,11 @@ def main():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     try:
-        if not args.skip_lint:
+        if args.latency_only:
+            latency(args, work)
+        elif not args.skip_lint:
             lint(args, work)
-        if not args.skip_train:
+        if not args.skip_train and not args.latency_only:
             train(args, work)
     finally:
         if not args.keep:
