@@ -232,6 +232,7 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
             modules=modules,
             # a sliced file's style is read off the whole text, and only when it will be written
             style=Style(u.module, u.original) if fix and u.original else Style(u.module),
+            others=[(v.key, v.module, v.imported | ({"*"} if v.star else set())) for v in units if v is not u],
         )
         try:
             with timer.limit():

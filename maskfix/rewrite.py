@@ -25,6 +25,15 @@ from .analysis import (
     Flow,
 )
 from .syntax import iter_nodes, keyword_arg, last_name, names_in, positional_args
+from .submodels import (
+    OTHER_INPUT_METHODS,
+    encoder_token_ids,
+    foreign_uses,
+    keys_bound_from,
+    model_uses,
+    returned_values,
+    token_input_of_model,
+)
 from .trace import Body, index_bodies, layer_instances, trace_root
 
 NEW_PARAM = "encoder_padding_mask"
@@ -289,13 +298,16 @@ class SitePlan:
     site: CallSite
     kind: str  # "direct", "submodel", "unresolved", "passed", "decoder-only"
     detail: str = ""
+    blocker: Optional[Tuple[Optional[str], cst.CSTNode]] = None  # (source key or None: here, call in the way)
 
 
 class CallSitePlanner:
     """Threads ``encoder_padding_mask`` to where the decoder layer is applied."""
 
-    def __init__(self, facts: ModuleFacts, style: Style, edits: Edits):
+    def __init__(self, facts: ModuleFacts, style: Style, edits: Edits,
+                 others: Sequence[Tuple[str, cst.Module, Set[str]]] = ()):
         self.facts = facts
+        self.others = others  # the run's other sources: (key, module, names it imports; "*" for all)
         self.style = style
         self.edits = edits
         self.index = index_bodies(facts.module)
@@ -348,24 +360,39 @@ class CallSitePlanner:
             return SitePlan(site, "unresolved", f"`{root.name}` is an Input of no model maskfix can find")
         model_var, inputs_list, k = found
         outer = []
-        for call in iter_nodes(self.facts.module, cst.Call):
-            if not (isinstance(call.func, cst.Name) and call.func.value == model_var):
-                continue
-            pos = positional_args(call)
-            if not pos or not isinstance(pos[0].value, (cst.List, cst.Tuple)):
-                return SitePlan(site, "unresolved", f"`{model_var}` is called without a list of inputs")
-            elements = pos[0].value.elements
-            stmt = self.index.stmt_of.get(id(call))
+        uses = model_uses(self.facts.module, body.owner, model_var)
+        for use in uses:
+            what = f"`{use.label}`"
+            blocker = (None, use.call)
+            if use.method in OTHER_INPUT_METHODS:
+                return SitePlan(site, "unresolved", f"{what} also takes the decoder's inputs; add the mask there too",
+                                blocker)
+            if not isinstance(use.inputs, (cst.List, cst.Tuple)):
+                return SitePlan(site, "unresolved", f"{what} is called without a list of inputs", blocker)
+            elements = use.inputs.elements
+            stmt = self.index.stmt_of.get(id(use.call))
             cbody = self.index.body_of.get(id(stmt)) if stmt is not None else None
             if k >= len(elements) or cbody is None:
-                return SitePlan(site, "unresolved", f"a call of `{model_var}` cannot be followed")
-            outer_root = trace_root(elements[k].value, cbody, cbody.position[id(stmt)], self.instances)
-            if outer_root is None or not outer_root.is_token_input(self.embeddings):
+                return SitePlan(site, "unresolved", f"a call of {what} cannot be followed", blocker)
+            at = cbody.position[id(stmt)]
+            tokens = None
+            outer_root = trace_root(elements[k].value, cbody, at, self.instances)
+            if outer_root is not None and outer_root.is_token_input(self.embeddings):
+                tokens = outer_root.name
+            else:
+                tokens = encoder_token_ids(elements[k].value, cbody, at, self._encoder_model)
+            if tokens is None:
                 return SitePlan(site, "unresolved",
-                                f"the encoder outputs given to `{model_var}` cannot be followed to a token input")
-            outer.append((pos[0].value, k, outer_root.name))
+                                f"the encoder outputs given to {what} cannot be followed to a token input", blocker)
+            outer.append((use.inputs, k, tokens))
         if not outer:
             return SitePlan(site, "unresolved", f"`{model_var}` is never called in this file")
+        for key, module, imported in self.others:
+            foreign = foreign_uses(module, imported, body.owner, model_var)
+            if foreign:
+                return SitePlan(site, "unresolved", f"`{foreign[0].label}` in another file would need the new "
+                                "mask input too, and this fix does not change other files' calls of a sub-model",
+                                (key, foreign[0].call))
         input_stmt = body.statements[root.statement_index]
         mask_input = self._submodel_inputs.get(id(input_stmt))
         if mask_input is None:
@@ -380,7 +407,34 @@ class CallSitePlanner:
             for lst, idx, tokens in outer:
                 self.edits.add_elements.setdefault(id(lst), []).append((idx, self._mask_expr(tokens)))
         self._pass_mask(site.call, cst.Name(mask_input))
-        return SitePlan(site, "submodel", f"new decoder input `{mask_input}`; {self.pad_note()}")
+        calls = f", passed at all {len(outer)} calls of `{model_var}`" if len(outer) > 1 else ""
+        return SitePlan(site, "submodel", f"new decoder input `{mask_input}`{calls}; {self.pad_note()}")
+
+    def _encoder_model(self, key: str):
+        """``(Model call, its body, its position)`` bound to ``key`` (through the tuple a builder
+        function returns, or directly) whose input is token ids; None when there is none."""
+        candidates = []
+        for fn in iter_nodes(self.facts.module, cst.FunctionDef):
+            for ret in returned_values(fn):
+                values = ret.elements if isinstance(ret, (cst.Tuple, cst.List)) else []
+                for k, el in enumerate(values):
+                    if isinstance(el.value, cst.Name) and key in keys_bound_from(self.facts.module, fn.name.value, k):
+                        fbody = self._body_of_function(fn)
+                        found = fbody.assignment_before(el.value.value, len(fbody.statements)) if fbody else None
+                        if found is not None and isinstance(found[1], cst.Call):
+                            candidates.append(found[1])
+        call = self.instances.get(key)
+        if not candidates and isinstance(call, cst.Call):
+            candidates.append(call)
+        for call in candidates:
+            stmt = self.index.stmt_of.get(id(call))
+            mbody = self.index.body_of.get(id(stmt)) if stmt is not None else None
+            if mbody is not None and token_input_of_model(call, mbody, mbody.position[id(stmt)]):
+                return call, mbody, mbody.position[id(stmt)]
+        return None
+
+    def _body_of_function(self, fn: cst.FunctionDef):
+        return next((b for b in self.index.bodies if b.owner is fn), None)
 
     def _model_using(self, body: Body, input_name: str, after: int):
         """``(model variable, its inputs list, position)`` for a Model built on ``input_name``."""

@@ -113,7 +113,7 @@ class Root:
     def is_token_input(self, embeddings: frozenset = frozenset()) -> bool:
         """A 1-D ``Input`` (token ids), or a root first fed to an embedding layer."""
         if self.input_call is not None:
-            return _input_rank(self.input_call) == 1
+            return input_rank(self.input_call) == 1
         if not self.layers or not isinstance(self.layers[-1], cst.Call):
             return False
         name = last_name(self.layers[-1].func) or ""
@@ -121,10 +121,10 @@ class Root:
 
     @property
     def is_feature_input(self) -> bool:
-        return self.input_call is not None and (_input_rank(self.input_call) or 0) >= 2
+        return self.input_call is not None and (input_rank(self.input_call) or 0) >= 2
 
 
-def _input_rank(call: cst.Call) -> Optional[int]:
+def input_rank(call: cst.Call) -> Optional[int]:
     arg = keyword_arg(call, "shape")
     if arg is None:
         pos = positional_args(call)

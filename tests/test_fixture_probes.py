@@ -45,6 +45,8 @@ CASES = {
     # MF008: the before fails decoder causality (at inference, or only with training=True)
     "fam_noncausal_padding_only": ("TranslationDecoder", {}, []),
     "fam_noncausal_flag_off_training": ("DecoderBlock", {}, ["implicit"]),  # no mask parameter
+    "fam_submodel_callers_keras3": ("TargetBlock", {}, []),
+    "fam_submodel_callers_tf": ("Decoding", {}, []),
 }
 
 

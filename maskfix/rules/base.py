@@ -49,6 +49,8 @@ class Context:
     attentions: Dict[str, Signature] = field(default_factory=dict)  # the run's attention layers visible here
     modules: Dict[str, cst.Module] = field(default_factory=dict)  # every source of the run, by key
     style: Optional[Style] = None  # how new code is written here; the whole file's, even when sliced
+    # the run's other sources: (key, module, names it imports from others; "*" after a star import)
+    others: Sequence[Tuple[str, cst.Module, Set[str]]] = ()
 
 
 # keys of the fixable, unsuppressed problems of each code, run-wide

@@ -167,7 +167,7 @@ class Decoder(layers.Layer):
         for site in ctx.sites:
             if id(site.decoder) not in fixed or ctx.suppressed("MF002", site.call):
                 continue
-            planner = planner or CallSitePlanner(ctx.facts, ctx.style or Style(ctx.module), edits)
+            planner = planner or CallSitePlanner(ctx.facts, ctx.style or Style(ctx.module), edits, ctx.others)
             plan = planner.plan(site)
             if plan.kind in ("direct", "submodel"):
                 ctx.notes.append(plan.detail)

@@ -87,12 +87,17 @@ out = Decoder()(x, enc)
             if id(site.decoder) not in fixed:
                 continue
             # planned on scratch edits: MF001's own pass makes the real ones
-            planner = planner or CallSitePlanner(ctx.facts, ctx.style or Style(ctx.module), Edits())
+            planner = planner or CallSitePlanner(ctx.facts, ctx.style or Style(ctx.module), Edits(), ctx.others)
             plan = planner.plan(site)
             if plan.kind == "unresolved":
+                detail = plan.detail
+                if plan.blocker is not None:
+                    key, node = plan.blocker
+                    line = ctx.where(key or ctx.key, node)[0]
+                    detail += f"; {key} line {line}" if key else f"; line {line}"
                 yield Problem(
                     self.code, site.call,
-                    f"call of {site.decoder.name}: pass encoder_padding_mask= here by hand ({plan.detail}); "
+                    f"call of {site.decoder.name}: pass encoder_padding_mask= here by hand ({detail}); "
                     "until then the layer falls back to the mask Keras attached to the encoder outputs",
                 )
 
