@@ -32,7 +32,7 @@ from .syntax import (
 )
 
 # How attention layers of a project name their call parameters.
-_ROLE = {
+ROLES = {
     "q": "query", "query": "query", "queries": "query",
     "k": "key", "key": "key", "keys": "key",
     "v": "value", "value": "value", "values": "value",
@@ -138,13 +138,13 @@ def padding_helper(f: Factory) -> Optional[Tuple[str, str]]:
 
 
 @dataclass
-class _Class:
+class LayerClass:
     node: cst.ClassDef
     call: Optional[cst.FunctionDef]
     attrs: Dict[str, str]  # self attribute -> local class name
 
 
-def _classes(module: cst.Module) -> Dict[str, _Class]:
+def layer_classes(module: cst.Module) -> Dict[str, LayerClass]:
     out = {}
     for cls in iter_nodes(module, cst.ClassDef):
         methods = {s.name.value: s for s in cls.body.body if isinstance(s, cst.FunctionDef)}
@@ -159,15 +159,15 @@ def _classes(module: cst.Module) -> Dict[str, _Class]:
                     if name:
                         attrs.setdefault(attr, name)
                         break
-        out[cls.name.value] = _Class(cls, methods.get("call") or methods.get("__call__"), attrs)
+        out[cls.name.value] = LayerClass(cls, methods.get("call") or methods.get("__call__"), attrs)
     return out
 
 
-def _signature(cls: _Class) -> List[str]:
+def call_params(cls: LayerClass) -> List[str]:
     return param_names(cls.call) if cls.call is not None else []
 
 
-def _bind(call: cst.Call, params: Sequence[str]) -> Dict[str, cst.BaseExpression]:
+def bind_args(call: cst.Call, params: Sequence[str]) -> Dict[str, cst.BaseExpression]:
     slots = {}
     for arg, name in zip(positional_args(call), params):
         slots[name] = arg.value
@@ -177,20 +177,20 @@ def _bind(call: cst.Call, params: Sequence[str]) -> Dict[str, cst.BaseExpression
     return slots
 
 
-def _attention_roles(cls_name: str, classes: Dict[str, _Class]) -> Optional[List[str]]:
+def attention_roles(cls_name: str, classes: Dict[str, LayerClass]) -> Optional[List[str]]:
     """Positional roles of an attention layer's call, or None if it is not one."""
     if cls_name == "MultiHeadAttention" and cls_name not in classes:
         return _KERAS_MHA
     cls = classes.get(cls_name)
     if cls is None:
         return None
-    roles = [_ROLE.get(p) for p in _signature(cls)]
+    roles = [ROLES.get(p) for p in call_params(cls)]
     if {"query", "value", "mask"} <= set(roles):
         return [r or "" for r in roles]
     return None
 
 
-def _slots_reaching_cross(cls_name: str, slot_of: Dict[str, int], classes: Dict[str, _Class],
+def _slots_reaching_cross(cls_name: str, slot_of: Dict[str, int], classes: Dict[str, LayerClass],
                           depth: int = 0) -> Set[int]:
     """Factory slots that reach the mask of a cross-attention below ``cls_name``'s call."""
     cls = classes.get(cls_name)
@@ -210,14 +210,14 @@ def _slots_reaching_cross(cls_name: str, slot_of: Dict[str, int], classes: Dict[
         if not attr or attr not in cls.attrs:
             continue
         inner = cls.attrs[attr]
-        roles = _attention_roles(inner, classes)
+        roles = attention_roles(inner, classes)
         if roles is not None:
             slots = {}
             for arg, role in zip(positional_args(call), roles):
                 slots[role] = arg.value
             for a in call.args:
                 if a.keyword is not None:
-                    slots[_ROLE.get(a.keyword.value, a.keyword.value)] = a.value
+                    slots[ROLES.get(a.keyword.value, a.keyword.value)] = a.value
             q, v, m = slots.get("query"), slots.get("value"), slots.get("mask")
             if q is None or v is None or m is None:
                 continue
@@ -226,7 +226,7 @@ def _slots_reaching_cross(cls_name: str, slot_of: Dict[str, int], classes: Dict[
                 found |= {slot_of[n] for n in roots(m, scope) if n in slot_of}
             continue
         inner_slots = {}
-        for param, value in _bind(call, _signature(classes[inner]) if inner in classes else []).items():
+        for param, value in bind_args(call, call_params(classes[inner]) if inner in classes else []).items():
             hit = [slot_of[n] for n in roots(value, scope) if n in slot_of]
             if len(hit) == 1:
                 inner_slots[param] = hit[0]
@@ -236,17 +236,22 @@ def _slots_reaching_cross(cls_name: str, slot_of: Dict[str, int], classes: Dict[
 
 
 @dataclass
-class SwappedCall:
+class MaskCall:
+    """A call of a local layer that receives masks unpacked from a factory."""
+
     factory: Factory
     call: cst.Call
-    args: Tuple[cst.Arg, cst.Arg]  # the args carrying slot 1 and slot 2
+    cls_name: str  # the layer class called
+    carried: Dict[str, int]  # callee parameter -> factory slot
+    arg_of: Dict[int, cst.Arg]  # factory slot -> the argument carrying it
 
 
-def find_swapped_calls(module: cst.Module, factories: List[Factory]) -> List[SwappedCall]:
+def factory_mask_calls(module: cst.Module, factories: List[Factory]) -> List[MaskCall]:
+    """Calls of the module's layers that pass on at least two masks unpacked from a factory."""
     by_name = {f.name: f for f in factories}
     if not by_name:
         return []
-    classes = _classes(module)
+    classes = layer_classes(module)
     instances: Dict[str, str] = {}
     for node in iter_nodes(module, cst.Assign):
         if isinstance(node.value, cst.Call) and last_name(node.value.func) in classes:
@@ -289,7 +294,7 @@ def find_swapped_calls(module: cst.Module, factories: List[Factory]) -> List[Swa
         cls_name = instances.get(key) if key else None
         if cls_name is None:
             continue
-        params = _signature(classes[cls_name])
+        params = call_params(classes[cls_name])
         carried = {}
         arg_of = {}
         for arg, param in zip(positional_args(call), params):
@@ -303,7 +308,23 @@ def find_swapped_calls(module: cst.Module, factories: List[Factory]) -> List[Swa
         if len(carried) < 2:
             continue
         factory = next(iter(carried.values()))[0]
-        reach = _slots_reaching_cross(cls_name, {p: s for p, (_, s) in carried.items()}, classes)
-        if 1 in reach and 1 in arg_of and 2 in arg_of:
-            out.append(SwappedCall(factory, call, (arg_of[1], arg_of[2])))
+        out.append(MaskCall(factory, call, cls_name, {p: s for p, (_, s) in carried.items()}, arg_of))
+    return out
+
+
+@dataclass
+class SwappedCall:
+    factory: Factory
+    call: cst.Call
+    args: Tuple[cst.Arg, cst.Arg]  # the args carrying slot 1 and slot 2
+
+
+def find_swapped_calls(module: cst.Module, factories: List[Factory]) -> List[SwappedCall]:
+    """Calls after which the factory's combined look-ahead mask reaches a cross-attention."""
+    classes = layer_classes(module)
+    out = []
+    for mc in factory_mask_calls(module, factories):
+        reach = _slots_reaching_cross(mc.cls_name, mc.carried, classes)
+        if 1 in reach and 1 in mc.arg_of and 2 in mc.arg_of:
+            out.append(SwappedCall(mc.factory, mc.call, (mc.arg_of[1], mc.arg_of[2])))
     return out

@@ -14,6 +14,7 @@ from . import (
     mf007_lazy_compute_mask,
     mf008_non_causal_self_attention,
     mf009_inverted_mask_polarity,
+    mf010_masks_swapped_on_the_way,
 )
 from .base import Context, Flagged, Problem, Rule
 
@@ -29,6 +30,7 @@ RULES: Dict[str, Rule] = {
         mf007_lazy_compute_mask,
         mf008_non_causal_self_attention,
         mf009_inverted_mask_polarity,
+        mf010_masks_swapped_on_the_way,
     )
 }
 

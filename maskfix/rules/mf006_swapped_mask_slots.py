@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..factories import SwappedCall, find_swapped_calls
+from ..mask_hops import swapped_hops
 from ..rewrite import Edits, Style, swap_values
 from .base import Context, Problem, Rule
 from .mf004_cross_mask_from_target import CORRECT_FACTORY
@@ -66,8 +67,12 @@ After:
     def check(self, ctx: Context) -> Iterable[Problem]:
         if not ctx.visible_factories:
             return
+        # a call whose masks are exchanged further down, not at the call, is MF010's
+        inner = {id(route.start.call) for route, hop in swapped_hops(ctx.module, ctx.visible_factories)
+                 if hop is not route.hops[0]}
         for s in find_swapped_calls(ctx.module, ctx.visible_factories):
-            yield Problem(self.code, s.call, message(s), _fix(s), key=id(s.call))
+            if id(s.call) not in inner:
+                yield Problem(self.code, s.call, message(s), _fix(s), key=id(s.call))
 
 
 def message(s: SwappedCall) -> str:
