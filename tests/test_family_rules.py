@@ -1,4 +1,5 @@
 """MF008 and MF009 on shapes their own examples and fixtures do not show."""
+"""Shapes of the decoder-mask family rules beyond their own examples."""
 
 from maskfix import engine
 from maskfix.rules import RULES
@@ -108,3 +109,31 @@ def test_mf008_fixes_a_project_attention_through_its_own_flag():
 def test_mf008_reads_a_flag_it_cannot_decide_as_unknown():
     src = RULES["MF008"].INVALID[0].replace("self.self_attn(x, x)", "self.self_attn(x, x, use_causal_mask=self.causal)")
     assert codes(src) == []
+def findings(source):
+    return [(f.code, f.message, f.fixable) for f in engine.check_source(source)]
+
+
+def test_a_path_that_drops_the_cross_mask_is_reported_not_fixed():
+    source = RULES["MF011"].MISSING
+    assert findings(source) == [(
+        "MF011", "in generate, the call of Translator gets no cross-attention mask, while train_step "
+        "builds it from the source; build it from the source `src`", False)]
+    assert engine.rewrite_source(source) == source
+
+
+def test_swaps_at_the_call_stay_mf006_and_further_down_are_mf010():
+    mf010 = RULES["MF010"]
+    at_call = mf010.VALID[1]
+    assert [f[0] for f in findings(at_call)] == ["MF006"]
+    inside = mf010.INVALID[0]
+    assert [f[0] for f in findings(inside)] == ["MF010"]
+    fixed = engine.rewrite_source(inside)
+    assert "x = self.mha1(x, x, x, look_ahead_mask)" in fixed
+    assert "return self.mha2(enc_output, enc_output, x, padding_mask)" in fixed
+
+
+def test_an_exchange_at_the_call_and_one_inside_cancel_out():
+    both = RULES["MF010"].INVALID[0].replace(
+        "self.decoder(tar, enc_output, combined_mask, dec_padding_mask)",
+        "self.decoder(tar, enc_output, dec_padding_mask, combined_mask)")
+    assert findings(both) == []

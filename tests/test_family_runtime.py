@@ -21,6 +21,8 @@ CASES = {
     "fam_submodel_callers_keras3": ("greedy_translate", KERAS3),
     "fam_layer_swapped_tf": ("train_step", TF_KERAS),
     "fam_stack_swapped_keras3": ("train_step", KERAS3),
+    "fam_gen_path_target_tf": ("translate", TF_KERAS),
+    "fam_gen_method_keras3": ("greedy", KERAS3),
 }
 
 

@@ -15,6 +15,7 @@ from . import (
     mf008_non_causal_self_attention,
     mf009_inverted_mask_polarity,
     mf010_masks_swapped_on_the_way,
+    mf011_cross_mask_wrong_on_one_path,
 )
 from .base import Context, Flagged, Problem, Rule
 
@@ -31,6 +32,7 @@ RULES: Dict[str, Rule] = {
         mf008_non_causal_self_attention,
         mf009_inverted_mask_polarity,
         mf010_masks_swapped_on_the_way,
+        mf011_cross_mask_wrong_on_one_path,
     )
 }
 

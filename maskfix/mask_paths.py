@@ -1,0 +1,320 @@
+"""Calls of one decoder that disagree on where its cross-attention mask comes from.
+
+For each layer or model class of a module, the walk below finds which parameters of its
+``call`` reach the mask of a cross-attention (in the class or in the layers it calls), and
+which feed that attention's keys (the source side) and its queries (the target side).  Each
+call of the class is then read in its own function: the argument for the cross-attention
+mask is built from the arguments that carry the source, from those that carry the target,
+or it is missing.  When one call builds it from the source and another from the target (or
+drops it), the other call is the one path that is wrong: typically a generation method next
+to a correct training path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Set, Tuple
+
+import libcst as cst
+
+from .analysis import roots
+from .factories import (
+    ROLES,
+    Factory,
+    LayerClass,
+    attention_roles,
+    bind_args,
+    call_params,
+    layer_classes,
+)
+from .flow.reaching import Element, Scope, param_names
+from .syntax import instance_key, is_none, iter_calls, iter_nodes, last_name, positional_args, self_attr
+
+
+@dataclass
+class CrossRoles:
+    """Parameters of a class's ``call`` by what they become at a cross-attention below it."""
+
+    mask: Set[str] = field(default_factory=set)
+    source: Set[str] = field(default_factory=set)  # feed the keys/values only
+    target: Set[str] = field(default_factory=set)  # feed the queries only
+
+
+def _walk(cls_name: str, carried: Dict[str, Set[str]], classes: Dict[str, LayerClass],
+          out: CrossRoles, depth: int = 0) -> None:
+    cls = classes.get(cls_name)
+    if cls is None or cls.call is None or depth > 6:
+        return
+    fn = cls.call
+    scope = Scope(fn)
+    loops = {}
+    for loop in iter_nodes(fn.body, cst.For):
+        attr = self_attr(loop.iter)
+        if attr and isinstance(loop.target, cst.Name):
+            loops[loop.target.value] = attr
+
+    def origin(expr: cst.BaseExpression) -> Set[str]:
+        return {top for n in roots(expr, scope) for top in carried.get(n, ())}
+
+    for call in iter_calls(fn.body):
+        attr = self_attr(call.func)
+        if attr is None and isinstance(call.func, cst.Name):
+            attr = loops.get(call.func.value)
+        if not attr or attr not in cls.attrs:
+            continue
+        inner = cls.attrs[attr]
+        roles = attention_roles(inner, classes)
+        if roles is not None:
+            slots: Dict[str, cst.BaseExpression] = {}
+            for arg, role in zip(positional_args(call), roles):
+                slots[role] = arg.value
+            for a in call.args:
+                if a.keyword is not None:
+                    slots[ROLES.get(a.keyword.value, a.keyword.value)] = a.value
+            q, v, m = slots.get("query"), slots.get("value"), slots.get("mask")
+            if q is None or v is None:
+                continue
+            q_roots, v_roots = roots(q, scope), roots(v, scope)
+            if not v_roots or v_roots & q_roots:
+                continue  # self-attention
+            q_top, v_top = origin(q), origin(v)
+            out.source |= v_top - q_top
+            out.target |= q_top - v_top
+            if m is not None and not is_none(m):
+                out.mask |= origin(m)
+            continue
+        if inner not in classes:
+            continue
+        inner_carried: Dict[str, Set[str]] = {}
+        for param, value in bind_args(call, call_params(classes[inner])).items():
+            top = origin(value)
+            if top:
+                inner_carried[param] = top
+        if inner_carried:
+            _walk(inner, inner_carried, classes, out, depth + 1)
+
+
+def cross_roles(cls_name: str, classes: Dict[str, LayerClass]) -> CrossRoles:
+    out = CrossRoles()
+    cls = classes.get(cls_name)
+    if cls is None or cls.call is None:
+        return out
+    _walk(cls_name, {p: {p} for p in call_params(cls)}, classes, out)
+    # a parameter that is both (e.g. a flag passed everywhere) tells nothing
+    both = out.source & out.target
+    out.source -= both | out.mask
+    out.target -= both | out.mask
+    return out
+
+
+@dataclass
+class PathCall:
+    """One call of a class, with where its cross-attention mask comes from."""
+
+    cls_name: str
+    call: cst.Call
+    where: str  # ``Class.method`` or ``function`` holding the call
+    param: str  # the parameter that reaches the cross-attention mask
+    arg: Optional[cst.Arg]  # what is passed for it (None: nothing)
+    kind: str  # "source", "target", "missing", "factory" (one of its slots), "unknown"
+    source: List[str]  # the local names carrying the source at this call
+    target: List[str]
+    source_ids: Optional[str] = None  # the plain name passed for the source, when there is one
+    target_ids: Optional[str] = None
+    to_replace: List[cst.Name] = field(default_factory=list)  # target names in the mask's own expression
+
+
+def _enclosing(module: cst.Module) -> Dict[int, Tuple[str, cst.FunctionDef]]:
+    """id(call) -> (qualified name, function) of the innermost function holding it."""
+    out: Dict[int, Tuple[str, cst.FunctionDef]] = {}
+
+    def visit(body, prefix: str) -> None:
+        for stmt in body:
+            if isinstance(stmt, cst.ClassDef):
+                visit(stmt.body.body, f"{prefix}{stmt.name.value}.")
+            elif isinstance(stmt, cst.FunctionDef):
+                name = f"{prefix}{stmt.name.value}"
+                for call in iter_nodes(stmt.body, cst.Call):
+                    out[id(call)] = (name, stmt)
+                if isinstance(stmt.body, cst.IndentedBlock):
+                    visit(stmt.body.body, f"{name}.")
+    visit(module.body, "")
+    return out
+
+
+_SIZES = {"shape", "len", "dtype", "size"}
+
+
+class _Deps:
+    """Local names an expression is built from, in one function, stopping at layer calls
+    (a model's output carries no mask) and reading a factory's unpacked masks by its contract."""
+
+    def __init__(self, fn: cst.FunctionDef, stop: Set[str], factories: Dict[str, Factory]):
+        self.scope = Scope(fn)
+        self.local = set(param_names(fn)) | set(self.scope.assigns)
+        self.stop = stop
+        self.factories = factories
+
+    def of(self, expr: cst.CSTNode, seen: Optional[Set[str]] = None) -> Dict[str, cst.Name]:
+        seen = set() if seen is None else seen
+        out: Dict[str, cst.Name] = {}
+        skip: Set[int] = set()
+        for call in iter_nodes(expr, cst.Call):
+            if instance_key(call.func, subscripts=False) in self.stop or (
+                    isinstance(call.func, cst.Call) and last_name(call.func.func) in self.stop):
+                skip |= {id(n) for n in iter_nodes(call, cst.Name)}
+            elif last_name(call.func) in _SIZES:
+                skip |= {id(n) for n in iter_nodes(call, cst.Name)}  # a size carries no mask
+            elif isinstance(call.func, cst.Attribute):
+                skip |= {id(n) for n in iter_nodes(call.func, cst.Name)}
+            else:
+                skip.add(id(call.func))
+        for attr in iter_nodes(expr, cst.Attribute):
+            if attr.attr.value in _SIZES:
+                skip |= {id(n) for n in iter_nodes(attr.value, cst.Name)}
+        for name in iter_nodes(expr, cst.Name):
+            if id(name) in skip or name.value not in self.local:
+                continue
+            out.setdefault(name.value, name)
+            if name.value in seen:
+                continue
+            seen.add(name.value)
+            values, _ = self.scope.reaching(name.value, name)
+            for value in values:
+                out.update({k: v for k, v in self._value(value, seen).items() if k not in out})
+        return out
+
+    def _value(self, value, seen: Set[str]) -> Dict[str, cst.Name]:
+        if isinstance(value, Element):
+            inner = value.value
+            if isinstance(inner, cst.Call) and last_name(inner.func) in self.factories:
+                factory = self.factories[last_name(inner.func)]
+                bound = bind_args(inner, [factory.src, factory.tgt])
+                # the contract: slots 0 and 2 are the source's padding, slot 1 the target's
+                side = bound.get(factory.tgt if value.index == 1 else factory.src)
+                return self.of(side, seen) if side is not None else {}
+            return self.of(inner, seen)
+        if isinstance(value, (cst.FunctionDef, cst.ClassDef)):
+            return {}
+        return self.of(value, seen)
+
+
+def path_calls(module: cst.Module, factories: List[Factory]) -> List[PathCall]:
+    """Calls of the module's classes, each with the provenance of its cross-attention mask."""
+    classes = layer_classes(module)
+    roles = {name: cross_roles(name, classes) for name in classes}
+    roles = {name: r for name, r in roles.items() if r.mask and r.source and r.target}
+    if not roles:
+        return []
+    instances: Dict[str, str] = {}
+    for node in iter_nodes(module, cst.Assign):
+        value = node.value
+        if isinstance(value, (cst.List, cst.ListComp)):
+            value = next(iter(iter_nodes(value, cst.Call)), None)
+        if isinstance(value, cst.Call) and last_name(value.func) in classes:
+            for t in node.targets:
+                key = instance_key(t.target, subscripts=False)
+                if key:
+                    instances[key] = last_name(value.func)
+    # a decoder's or model's output carries no mask: provenance stops at their calls
+    stop = {key for key, name in instances.items() if name in roles} | set(roles)
+    by_name = {f.name: f for f in factories}
+    enclosing = _enclosing(module)
+    deps_of: Dict[int, _Deps] = {}
+    out = []
+    for call in iter_nodes(module, cst.Call):
+        func = call.func
+        if isinstance(func, cst.Call):
+            cls_name = last_name(func.func)
+        elif isinstance(func, cst.Subscript):
+            cls_name = instances.get(instance_key(func.value, subscripts=False) or "")
+        else:
+            cls_name = instances.get(instance_key(func, subscripts=False) or "")
+        if cls_name not in roles or id(call) not in enclosing:
+            continue
+        where, fn = enclosing[id(call)]
+        r = roles[cls_name]
+        params = call_params(classes[cls_name])
+        bound = bind_args(call, params)
+        args = {}
+        for arg, p in zip(positional_args(call), params):
+            args[p] = arg
+        for a in call.args:
+            if a.keyword is not None:
+                args[a.keyword.value] = a
+        deps = deps_of.setdefault(id(fn), _Deps(fn, stop, by_name))
+        source = {n: node for p in r.source if p in bound for n, node in deps.of(bound[p]).items()}
+        target = {n: node for p in r.target if p in bound for n, node in deps.of(bound[p]).items()}
+        shared = source.keys() & target.keys()
+        source = {n: v for n, v in source.items() if n not in shared}
+        target = {n: v for n, v in target.items() if n not in shared}
+        # the source's ids: the one parameter of the function the source arguments are built from
+        fn_params = [p for p in param_names(fn) if p in source]
+        source_ids = fn_params[0] if len(fn_params) == 1 else None
+        for param in sorted(r.mask):
+            value = bound.get(param)
+            replace: List[cst.Name] = []
+            target_ids = None
+            if value is None or is_none(value):
+                kind = "missing"
+            elif _factory_slots(value, deps.scope, by_name):
+                # by the factory's contract slots 0 and 2 are the source's padding; its look-ahead
+                # mask here is a swap, which MF006 and MF010 judge
+                slots = _factory_slots(value, deps.scope, by_name)
+                kind = "source" if slots <= {0, 2} else "factory"
+            else:
+                mask = deps.of(value)
+                from_source = [n for n in mask if n in source]
+                from_target = [n for n in mask if n in target]
+                kind = ("source" if from_source and not from_target else
+                        "target" if from_target and not from_source else "unknown")
+                if kind == "target":
+                    named = {n.value for n in _definition_names(value, deps.scope) if n.value in target}
+                    target_ids = named.pop() if len(named) == 1 else None
+                if target_ids and source_ids:
+                    replace = [n for n in _definition_names(value, deps.scope) if n.value == target_ids]
+            out.append(PathCall(cls_name, call, where, param, args.get(param), kind,
+                                sorted(source), sorted(target), source_ids, target_ids, replace))
+    return out
+
+
+def _factory_slots(value: cst.BaseExpression, scope: Scope, factories: Dict[str, Factory]) -> Set[int]:
+    """The slots of factory results that ``value`` (a name) is unpacked from; empty otherwise."""
+    if not isinstance(value, cst.Name):
+        return set()
+    values, is_param = scope.reaching(value.value, value)
+    if not values or is_param or not all(
+            isinstance(v, Element) and isinstance(v.value, cst.Call) and last_name(v.value.func) in factories
+            for v in values):
+        return set()
+    return {v.index for v in values}
+
+
+def _definition_names(value: cst.BaseExpression, scope: Scope) -> List[cst.Name]:
+    """The names read by the mask's own expression: the argument, or the one plain assignment
+    that reaches it."""
+    expr = value
+    if isinstance(value, cst.Name):
+        values, is_param = scope.reaching(value.value, value)
+        if is_param or len(values) != 1 or isinstance(values[0], (Element, cst.FunctionDef, cst.ClassDef)):
+            return []
+        expr = values[0]
+    funcs = {id(c.func) for c in iter_nodes(expr, cst.Call) if isinstance(c.func, cst.Name)}
+    return [n for n in iter_nodes(expr, cst.Name) if id(n) not in funcs]
+
+
+def divergent_paths(module: cst.Module, factories: List[Factory]) -> List[Tuple[PathCall, PathCall]]:
+    """``(wrong call, a right call of the same class)``: one path builds the cross-attention mask
+    from the target or drops it while another builds it from the source."""
+    calls = path_calls(module, factories)
+    out = []
+    for pc in calls:
+        if pc.kind not in ("target", "missing"):
+            continue
+        right = [c for c in calls if c.cls_name == pc.cls_name and c.param == pc.param and c.kind == "source"]
+        if right:
+            out.append((pc, right[0]))
+    return out
+
+
+__all__ = ["CrossRoles", "PathCall", "cross_roles", "path_calls", "divergent_paths"]
