@@ -202,7 +202,8 @@ class _Deps:
 def path_calls(module: cst.Module, factories: List[Factory]) -> List[PathCall]:
     """Calls of the module's classes, each with the provenance of its cross-attention mask."""
     classes = layer_classes(module)
-    roles = {name: cross_roles(name, classes) for name in classes}
+    # an attention layer of the project's (a wrapper) is called for self- and cross-attention alike
+    roles = {name: cross_roles(name, classes) for name in classes if attention_roles(name, classes) is None}
     roles = {name: r for name, r in roles.items() if r.mask and r.source and r.target}
     if not roles:
         return []
@@ -243,6 +244,9 @@ def path_calls(module: cst.Module, factories: List[Factory]) -> List[PathCall]:
             if a.keyword is not None:
                 args[a.keyword.value] = a
         deps = deps_of.setdefault(id(fn), _Deps(fn, stop, by_name))
+        if any(bound.get(p) is not None and bound[p].deep_equals(bound[q])
+               for p in r.source for q in r.target if q in bound):
+            continue  # the same tensor on both sides: used decoder-only, no cross-attention here
         source = {n: node for p in r.source if p in bound for n, node in deps.of(bound[p]).items()}
         target = {n: node for p in r.target if p in bound for n, node in deps.of(bound[p]).items()}
         shared = source.keys() & target.keys()

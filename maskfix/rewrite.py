@@ -27,6 +27,7 @@ from .analysis import (
 from .syntax import iter_nodes, keyword_arg, last_name, names_in, positional_args
 from .submodels import (
     OTHER_INPUT_METHODS,
+    ModelUse,
     encoder_token_ids,
     foreign_uses,
     keys_bound_from,
@@ -111,7 +112,7 @@ def _quote_counts(module: cst.Module) -> Tuple[int, int]:
     return doubles, singles
 
 
-def _free_name(wanted: str, taken: Set[str]) -> str:
+def free_name(wanted: str, taken: Set[str]) -> str:
     name, n = wanted, 1
     while name in taken:
         n += 1
@@ -156,6 +157,11 @@ def _mask_expansion(dec: DecoderClass, flow: Flow, style: Style, facts: ModuleFa
                         code = re.sub(r"([(\[])\s*\n\s*", r"\1", code)
                         code = re.sub(r",?\s*\n\s*([)\]])", r"\1", code)
                         return re.sub(r"\s*\n\s*", " ", code)
+    return key_mask_expression(facts, style, new_name)
+
+
+def key_mask_expression(facts: ModuleFacts, style: Style, new_name: str) -> str:
+    """``new_name`` (a [B, S] padding mask) spread over the keys, in the file's dialect."""
     d = facts.dialect
     if d.runtime == "tf.keras" and d.tf:
         return f'{d.tf}.cast({new_name}[:, {d.tf}.newaxis, :], dtype={style.string("int32")})'
@@ -184,7 +190,7 @@ def plan_layer(dec: DecoderClass, facts: ModuleFacts, style: Style, edits: Edits
     fn = dec.call
     flow = dec.flow
     taken = names_in(fn) | set(dec.params)
-    cross_name = _free_name("cross_attention_mask", taken)
+    cross_name = free_name("cross_attention_mask", taken)
     expansion = _mask_expansion(dec, flow, style, facts, NEW_PARAM)
     keras_mask = style.string("_keras_mask")
     block = [
@@ -299,6 +305,8 @@ class SitePlan:
     kind: str  # "direct", "submodel", "unresolved", "passed", "decoder-only"
     detail: str = ""
     blocker: Optional[Tuple[Optional[str], cst.CSTNode]] = None  # (source key or None: here, call in the way)
+    sources: List[str] = field(default_factory=list)  # the encoder's token ids at the sub-model's calls
+    uses: List[ModelUse] = field(default_factory=list)  # the sub-model's calls
 
 
 class CallSitePlanner:
@@ -334,7 +342,7 @@ class CallSitePlanner:
         if root is None:
             return SitePlan(site, "unresolved", "the encoder outputs cannot be followed to a token input")
         if root.is_token_input(self.embeddings):
-            name = _free_name(NEW_PARAM, body.names())
+            name = free_name(NEW_PARAM, body.names())
             code = self.facts.dialect.not_equal(root.name, self.pad)
             self.edits.insert_before.setdefault(id(site.statement), []).append(
                 self.style.statement(f"{name} = {code}"))
@@ -396,7 +404,7 @@ class CallSitePlanner:
         input_stmt = body.statements[root.statement_index]
         mask_input = self._submodel_inputs.get(id(input_stmt))
         if mask_input is None:
-            mask_input = _free_name(NEW_PARAM, body.names())
+            mask_input = free_name(NEW_PARAM, body.names())
             self._submodel_inputs[id(input_stmt)] = mask_input
             input_func = self.facts.module.code_for_node(root.input_call.func)
             q = self.style.string
@@ -408,7 +416,8 @@ class CallSitePlanner:
                 self.edits.add_elements.setdefault(id(lst), []).append((idx, self._mask_expr(tokens)))
         self._pass_mask(site.call, cst.Name(mask_input))
         calls = f", passed at all {len(outer)} calls of `{model_var}`" if len(outer) > 1 else ""
-        return SitePlan(site, "submodel", f"new decoder input `{mask_input}`{calls}; {self.pad_note()}")
+        return SitePlan(site, "submodel", f"new decoder input `{mask_input}`{calls}; {self.pad_note()}",
+                        sources=sorted({tokens for _, _, tokens in outer}), uses=uses)
 
     def _encoder_model(self, key: str):
         """``(Model call, its body, its position)`` bound to ``key`` (through the tuple a builder

@@ -20,6 +20,9 @@ would be fragile:
   that applies an attention with an explicit mask, self-attention included,
   in a source that spells one of the ways such a mask is built (``equal``,
   ``== 0``, ``1 - m``, ``logical_not``, ``~``, ``triu``, a ``-1e9`` constant);
+- a cross-attention that relies on implicit masks inside a decoder sub-model (MF012,
+  implicit.implicit_decoders): the same class shape with a query and a different value but no
+  mask, in a source that also builds a model from ``Input``s;
 - a lazy embedding mask (MF007, analysis._lazy_mask): a ``compute_mask``
   method with ``if <mask> is None:`` directly in its body and a ``return``
   that uses its first parameter;
@@ -81,6 +84,7 @@ def _worth_parsing(source: str, keep_tree: bool) -> bool:
     # Walking a class is costly: only classes whose lines hold the word are walked.
     mha, compute_mask = _lines_with(source, MHA), _lines_with(source, "compute_mask")
     polar = _HIDING.search(source) is not None
+    submodel = "Input(" in source
     cache = []
 
     def helpers() -> Set[str]:  # walks every function: only when a factory shape needs it
@@ -90,7 +94,7 @@ def _worth_parsing(source: str, keep_tree: bool) -> bool:
 
     for node in _definitions(tree.body):
         if isinstance(node, ast.ClassDef):
-            if (_spans(node, mha) and _decoder_shape(node, polar)) or \
+            if (_spans(node, mha) and _decoder_shape(node, polar, submodel)) or \
                     (_spans(node, compute_mask) and _lazy_mask_shape(node)):
                 break
         elif _factory_shape(node, helpers) or (_spans(node, mha) and _functional_decoder_shape(node, polar)):
@@ -167,7 +171,7 @@ def _mha_attributes(cls: ast.ClassDef) -> Set[str]:
     return attrs
 
 
-def _decoder_shape(cls: ast.ClassDef, polar: bool = False) -> bool:
+def _decoder_shape(cls: ast.ClassDef, polar: bool = False, implicit: bool = False) -> bool:
     attrs = _mha_attributes(cls)
     if not attrs:
         return False
@@ -185,7 +189,7 @@ def _decoder_shape(cls: ast.ClassDef, polar: bool = False) -> bool:
             if not isinstance(call, ast.Call):
                 continue
             applied = _self_attr(call.func) in attrs or (isinstance(call.func, ast.Name) and call.func.id in looped)
-            if applied and (_attention_call(call) or (polar and _masked(call))):
+            if applied and (_attention_call(call, implicit) or (polar and _masked(call))):
                 return True
             if applied:
                 roles.add(_role(call))
@@ -218,11 +222,12 @@ def _masked(call: ast.Call) -> bool:
     return positional > 3 or bool({k.arg for k in call.keywords if k.arg} & _ANY_MASK)
 
 
-def _attention_call(call: ast.Call) -> bool:
-    """A query, a value, and something that masks: what a cross-attention finding needs."""
+def _attention_call(call: ast.Call, implicit: bool = False) -> bool:
+    """A query, a value, and something that masks (or nothing, with ``implicit``): what a
+    cross-attention finding needs."""
     positional = sum(not isinstance(a, ast.Starred) for a in call.args)
     keywords = {k.arg for k in call.keywords if k.arg}
-    if not (positional > 3 or keywords & _MASK_KEYWORDS):
+    if not (implicit or positional > 3 or keywords & _MASK_KEYWORDS):
         return False
     slots = dict(zip(("query", "value"), [a for a in call.args if not isinstance(a, ast.Starred)]))
     slots.update((k.arg, k.value) for k in call.keywords if k.arg in ("query", "value"))

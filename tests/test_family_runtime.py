@@ -23,6 +23,8 @@ CASES = {
     "fam_stack_swapped_keras3": ("train_step", KERAS3),
     "fam_gen_path_target_tf": ("translate", TF_KERAS),
     "fam_gen_method_keras3": ("greedy", KERAS3),
+    "fam_implicit_submodel_tf": ("greedy", TF_KERAS),
+    "fam_implicit_submodel_keras3": ("greedy", KERAS3),
 }
 
 
@@ -55,3 +57,4 @@ def test_original_breaks_or_reads_source_padding(probed, fixture):
 def test_rewrite_runs_and_ignores_source_padding(probed, fixture):
     after = probed[(fixture, "after")]
     assert after["ran"] and after["same"], after
+

@@ -16,6 +16,7 @@ from . import (
     mf009_inverted_mask_polarity,
     mf010_masks_swapped_on_the_way,
     mf011_cross_mask_wrong_on_one_path,
+    mf012_mask_cannot_arrive,
 )
 from .base import Context, Flagged, Problem, Rule
 
@@ -33,6 +34,7 @@ RULES: Dict[str, Rule] = {
         mf009_inverted_mask_polarity,
         mf010_masks_swapped_on_the_way,
         mf011_cross_mask_wrong_on_one_path,
+        mf012_mask_cannot_arrive,
     )
 }
 
