@@ -259,7 +259,9 @@ def path_calls(module: cst.Module, factories: List[Factory]) -> List[PathCall]:
             value = bound.get(param)
             replace: List[cst.Name] = []
             target_ids = None
-            if value is None or is_none(value):
+            if value is None and (param == "mask" or param in {f"{p}_mask" for p in params}):
+                kind = "unknown"  # Keras fills ``mask`` / ``<input>_mask`` from the attached masks
+            elif value is None or is_none(value):
                 kind = "missing"
             elif _factory_slots(value, deps.scope, by_name):
                 # by the factory's contract slots 0 and 2 are the source's padding; its look-ahead

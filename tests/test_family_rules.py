@@ -137,3 +137,15 @@ def test_an_exchange_at_the_call_and_one_inside_cancel_out():
         "self.decoder(tar, enc_output, combined_mask, dec_padding_mask)",
         "self.decoder(tar, enc_output, dec_padding_mask, combined_mask)")
     assert findings(both) == []
+
+
+def test_a_mask_parameter_keras_fills_itself_is_not_missing():
+    """``call(self, x, memory, memory_mask=None)``: Keras 3 fills ``memory_mask`` from the mask
+    attached to ``memory``, so a call that leaves it out is not a path without a mask."""
+    source = RULES["MF011"].MISSING.replace("look_ahead_mask, memory_mask)", "look_ahead_mask, src_mask=None)")
+    source = source.replace("memory, memory, x, memory_mask)", "memory, memory, x, src_mask)")
+    source = source.replace("return model(src, out, None, None)", "return model(src, out, None)")
+    assert "src_mask=None" in source and "model(src, out, None)" in source
+    assert findings(source) == []
+    dropped = source.replace("return model(src, out, None)", "return model(src, out, None, None)")
+    assert [f[0] for f in findings(dropped)] == ["MF011"]
