@@ -26,6 +26,7 @@ from .syntax import (
     instance_key,
     is_none,
     iter_nodes,
+    iter_own_nodes,
     keyword_arg,
     last_name,
     names_in,
@@ -45,6 +46,8 @@ DEC = "dec"  # derived from the decoder sequence's values or shape
 ENC = "enc"  # derived from the encoder outputs
 EXTERNAL = "external"  # another parameter: provenance unknown here
 MASK_LIST = "mask-list"  # the masks of a list input, one per item (decoder's first, encoder's second)
+RANGE = "range"  # positions from range/arange: two of them compared make a causal pattern
+SELF = "self"  # the layer itself, passed to a helper that calls its methods (``layer.causal(x)``)
 
 _CAUSAL_CALLS = {"band_part", "tril", "triu"}
 _RANGE_CALLS = {"range", "arange"}
@@ -174,12 +177,16 @@ class Flow:
                  dec: str, enc: str, mask_param: Optional[str], module_funcs: Dict[str, cst.FunctionDef],
                  self_attrs: Optional[Dict[str, List[Tuple[cst.BaseExpression, cst.FunctionDef]]]] = None,
                  classes: Optional[Dict[str, Dict[str, cst.FunctionDef]]] = None,
-                 bound: Optional[Dict[str, Set[str]]] = None, calling: frozenset = frozenset()):
+                 bound: Optional[Dict[str, Set[str]]] = None, calling: frozenset = frozenset(),
+                 parent: Optional[Tuple["Flow", cst.CSTNode]] = None):
         self.bound = bound  # a helper's summary: parameter -> labels of the caller's argument
+        self.parent = parent  # a closure's enclosing flow and the call its free names are read at
         self.calling = calling | {id(fn)}  # helpers being summarised (no recursion)
         self.self_attrs = self_attrs or {}
         self.classes = classes or {}  # class name -> its methods, for ``Cls.helper(...)``
         self.scope = scope_of(fn)
+        first = fn.params.params[0].name.value if fn.params.params else None
+        self.is_method = first == "self" and bool(cls_methods)
         self.methods = cls_methods
         self.module_funcs = module_funcs
         self.dec, self.enc, self.mask_param = dec, enc, mask_param
@@ -197,7 +204,11 @@ class Flow:
         self._active.add(key)
         values, is_param = self.scope.reaching(name, at)
         out: Set[str] = set()
-        if name == self.dec:
+        if (self.parent is not None and not is_param and not values
+                and name not in self.scope.assigns and name not in self.scope.params):
+            outer, call = self.parent  # a free name of a closure: its value where the closure runs
+            out = set(outer.name_labels(name, call))
+        elif name == self.dec:
             out.add(DEC)
         elif name == self.enc:
             out.add(ENC)
@@ -205,6 +216,8 @@ class Flow:
             out.add(MASK_LIST if self.list_input else DEC_MASK)
         elif is_param:
             out |= self.bound.get(name, {EXTERNAL}) if self.bound is not None else {EXTERNAL}
+        elif name == "self" and self.is_method and not values:
+            out.add(SELF)
         for value in values:
             if isinstance(value, Element):
                 value = value.value
@@ -233,14 +246,13 @@ class Flow:
             attr = self_attr(node)
             if attr and attr in self.self_attrs:
                 return self._attr_labels(attr)
-            return self.labels(node.value)
+            return self.labels(node.value) - {SELF}
         if isinstance(node, cst.Call):
             return self._call_labels(node)
         if isinstance(node, cst.Comparison):
-            out = self.labels(node.left)
-            for c in node.comparisons:
-                out |= self.labels(c.comparator)
-            if _looks_causal(node, self):
+            sides = [self.labels(node.left)] + [self.labels(c.comparator) for c in node.comparisons]
+            out = set().union(*sides)
+            if _orders(node) and all(RANGE in side for side in sides):
                 out.add(CAUSAL)
             return out
         out: Set[str] = set()
@@ -268,10 +280,13 @@ class Flow:
         fname = last_name(call.func)
         if fname in ("shape", "len"):
             return set()  # a size carries no mask values
-        arg_labels: Set[str] = set()
-        for a in call.args:
-            arg_labels |= self.labels(a.value)
-        if fname in _CAUSAL_CALLS or (fname in _ORDER_CALLS and _looks_causal(call, self)):
+        each = [self.labels(a.value) for a in call.args]
+        arg_labels: Set[str] = set().union(*each)
+        if fname in _RANGE_CALLS:
+            arg_labels.add(RANGE)
+        sides = [labels for a, labels in zip(call.args, each) if a.keyword is None and not a.star]
+        if fname in _CAUSAL_CALLS or (fname in _ORDER_CALLS and len(sides) == 2
+                                      and all(RANGE in side for side in sides)):
             return arg_labels | {CAUSAL}
         if fname == "expand_dims":
             axis = _axis_arg(call)
@@ -305,17 +320,19 @@ class Flow:
             if a.keyword is not None and a.keyword.value in params:
                 bound[a.keyword.value] = self.labels(a.value)
         key = (id(helper), tuple(sorted((p, frozenset(v)) for p, v in bound.items())))
+        if self.scope.binds(helper):
+            # a closure reads this function's bindings: its summary holds for this flow and the
+            # bindings of its free names that reach the call
+            key += tuple(self.scope.binding_key(n, call) for n in free_names(helper))
+            if key not in self._memo:
+                sub = Flow(self.methods, helper, "", "", None, self.module_funcs, self.self_attrs,
+                           self.classes, bound, self.calling, parent=(self, call))
+                self._memo[key] = _returned_labels(sub, helper)
+            return set(self._memo[key])
         if key not in _summaries or _summaries[key][0] is not helper:
             sub = Flow(self.methods, helper, "", "", None, self.module_funcs, self.self_attrs,
                        self.classes, bound, self.calling)
-            if isinstance(helper, cst.Lambda):
-                returns = [helper.body]
-            else:
-                returns = [r.value for r in iter_nodes(helper.body, cst.Return) if r.value is not None]
-            out: Set[str] = set()
-            for r in returns:
-                out |= sub.labels(r)
-            _summaries[key] = (helper, out)
+            _summaries[key] = (helper, _returned_labels(sub, helper))
         return set(_summaries[key][1])
 
     def _helpers(self, func: cst.BaseExpression) -> List[Union[cst.FunctionDef, cst.Lambda]]:
@@ -326,6 +343,8 @@ class Flow:
             return [self.methods[attr]] if attr in self.methods else []
         if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name):
             method = self.classes.get(func.value.value, {}).get(func.attr.value)
+            if method is None and func.attr.value in self.methods and SELF in self.labels(func.value):
+                method = self.methods[func.attr.value]  # ``layer.f(...)`` with the layer passed in
             return [method] if method is not None else []
         if not isinstance(func, cst.Name):
             return []
@@ -335,6 +354,31 @@ class Flow:
             return local
         helper = self.module_funcs.get(func.value)
         return [helper] if helper is not None else []
+
+
+def _returned_labels(flow: Flow, helper: Union[cst.FunctionDef, cst.Lambda]) -> Set[str]:
+    if isinstance(helper, cst.Lambda):
+        returns = [helper.body]
+    else:
+        returns = [r.value for r in iter_own_nodes(helper.body, cst.Return) if r.value is not None]
+    out: Set[str] = set()
+    for r in returns:
+        out |= flow.labels(r)
+    return out
+
+
+# id(fn) -> (fn, names it reads but does not bind)
+_free: Dict[int, Tuple[cst.CSTNode, Tuple[str, ...]]] = {}
+
+
+def free_names(fn: Union[cst.FunctionDef, cst.Lambda]) -> Tuple[str, ...]:
+    """Names a function reads from outside: neither its parameters nor its locals."""
+    hit = _free.get(id(fn))
+    if hit is None or hit[0] is not fn:
+        scope = scope_of(fn)
+        names = names_in(fn.body) - scope.params - set(scope.assigns)
+        hit = _free[id(fn)] = (fn, tuple(sorted(names)))
+    return hit[1]
 
 
 def _axis_arg(call: cst.Call) -> Optional[int]:
@@ -376,30 +420,27 @@ def expansion_side(node: cst.Subscript) -> Optional[str]:
     return None
 
 
+def _orders(cmp: cst.Comparison) -> bool:
+    ops = [type(c.operator) for c in cmp.comparisons]
+    return bool(ops) and all(o in (cst.GreaterThanEqual, cst.GreaterThan, cst.LessThan, cst.LessThanEqual)
+                             for o in ops)
+
+
 def _looks_causal(cmp: Union[cst.Comparison, cst.Call], flow: Optional[Flow] = None) -> bool:
     """``i >= j`` (or ``greater_equal(i, j)``) with both sides from range/arange."""
     if isinstance(cmp, cst.Call):
         sides = [a.value for a in positional_args(cmp)]
         return len(sides) == 2 and all(_from_range(s, flow) for s in sides)
-    ops = [type(c.operator) for c in cmp.comparisons]
-    if not ops or not all(o in (cst.GreaterThanEqual, cst.GreaterThan, cst.LessThan, cst.LessThanEqual) for o in ops):
+    if not _orders(cmp):
         return False
     sides = [cmp.left] + [c.comparator for c in cmp.comparisons]
     return all(_from_range(s, flow) for s in sides)
 
 
-def _from_range(node: cst.CSTNode, flow: Optional[Flow], depth: int = 0) -> bool:
-    if depth > 6:
-        return False
-    for call in iter_nodes(node, cst.Call):
-        if last_name(call.func) in _RANGE_CALLS:
-            return True
+def _from_range(node: cst.CSTNode, flow: Optional[Flow]) -> bool:
     if flow is not None:
-        for name in names_in(node):
-            for value in flow.scope.assigns.get(name, ()):
-                if _from_range(value, flow, depth + 1):
-                    return True
-    return False
+        return RANGE in flow.labels(node)
+    return any(last_name(call.func) in _RANGE_CALLS for call in iter_nodes(node, cst.Call))
 
 
 # (id(helper), argument labels) -> (helper, labels it returns): each summary is computed once.
@@ -516,6 +557,7 @@ def analyze_module(module: cst.Module, wrappers: Optional[Dict[str, Signature]] 
     """
     _causal_cache.clear()  # keeps at most one module's helpers alive
     _summaries.clear()
+    _free.clear()
     forget_scopes()
     dialect = module_dialect(module)
     facts = ModuleFacts(module=module, dialect=dialect)

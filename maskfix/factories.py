@@ -20,11 +20,12 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 import libcst as cst
 
 from .analysis import CAUSAL, DEC, ENC, Flow, roots
-from .flow.reaching import Scope, param_names
+from .flow.reaching import Scope, param_names, scope_of
 from .syntax import (
     instance_key,
     iter_calls,
     iter_nodes,
+    iter_own_nodes,
     last_name,
     names_in,
     positional_args,
@@ -57,11 +58,14 @@ class Factory:
 
 
 def _returned_triple(fn: cst.FunctionDef) -> Optional[cst.Tuple]:
-    rets = [r for r in iter_nodes(fn.body, cst.Return) if r.value is not None]
-    if len(rets) != 1 or not isinstance(rets[0].value, cst.Tuple):
+    rets = [r for r in iter_own_nodes(fn.body, cst.Return) if r.value is not None]
+    if len(rets) != 1:
         return None
     t = rets[0].value
-    return t if len(t.elements) == 3 else None
+    if isinstance(t, cst.Name):  # ``masks = a, b, c`` ... ``return masks``
+        values, is_param = scope_of(fn).reaching(t.value, t)
+        t = values[0] if len(values) == 1 and not is_param else None
+    return t if isinstance(t, cst.Tuple) and len(t.elements) == 3 else None
 
 
 def find_factories(module: cst.Module) -> List[Factory]:

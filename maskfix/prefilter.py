@@ -5,7 +5,7 @@ Every finding needs some words in the file: a decoder stores a
 one next to ``Input``s); a lazy embedding mask is a ``compute_mask`` with an
 ``if mask is None: return None`` guard in its body; a standalone mask factory
 is a function of two parameters that builds its look-ahead mask with a
-triangle op and returns three masks on one line.
+triangle op and returns three masks on one line (or a name it binds them to on one line).
 Notebooks keep their code in JSON strings, where line structure is escaped,
 so for them the words alone decide.  tests/test_prefilter.py checks that
 every fixture with a finding passes.
@@ -34,8 +34,8 @@ _TWO_PARAMS = re.compile(
     rb"(?P<body>(?:(?P=ind)[ \t]+[^\n]*\r?\n|[ \t]*\r?\n)*)",
     re.M,
 )
-# ... that returns three things on one line
-_TRIPLE = re.compile(rb"^[ \t]*return\b[^\n]*,[^\n]*,", re.M)
+# ... that returns three things on one line, or binds them to the name it returns
+_TRIPLE = re.compile(rb"^[ \t]*(?:return\b|\w+\s*=)[^\n]*,[^\n]*,", re.M)
 
 
 def _factory_like(raw: bytes) -> bool:

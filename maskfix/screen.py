@@ -283,17 +283,28 @@ def _factory_shape(fn, helpers) -> bool:
     if len(params) != 2:
         return False
     nodes = list(ast.walk(fn))
-    returns = [n.value for n in nodes if isinstance(n, ast.Return) and n.value is not None]
-    # factories.find_factories: exactly one value returned, a 3-tuple
-    if len(returns) != 1 or not (isinstance(returns[0], ast.Tuple) and len(returns[0].elts) == 3):
+    returns = [n.value for n in _own_nodes(fn) if isinstance(n, ast.Return) and n.value is not None]
+    # factories.find_factories: exactly one value returned, a 3-tuple (or a name bound to one)
+    if len(returns) != 1 or not isinstance(returns[0], (ast.Tuple, ast.Name)):
         return False
-    triples = returns
     bindings = _bindings(nodes)
+    triples = [returns[0]] if isinstance(returns[0], ast.Tuple) else bindings.get(returns[0].id, [])
+    triples = [t for t in triples if isinstance(t, ast.Tuple) and len(t.elts) == 3]
     return any(
         params[0] in _reachable_names(t.elts[0], bindings)  # the first mask comes from the source
         and _reaches_causal_origin(t.elts[1], bindings, helpers)
         for t in triples
     )
+
+
+def _own_nodes(fn) -> Iterator[ast.AST]:
+    """The nodes of ``fn`` outside the functions, lambdas and classes nested in it."""
+    stack = list(ast.iter_child_nodes(fn))
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, (ast.ClassDef, ast.Lambda, *_DEFS)):
+            stack.extend(ast.iter_child_nodes(node))
 
 
 def _reachable_names(expr, bindings) -> Set[str]:
@@ -324,6 +335,8 @@ def _bindings(nodes) -> Dict[str, List[ast.AST]]:
             bind(n.target, n.iter)
         elif isinstance(n, ast.withitem) and n.optional_vars is not None:
             bind(n.optional_vars, n.context_expr)
+        elif isinstance(n, _DEFS):  # a closure: what it reads flows into what it returns
+            out.setdefault(n.name, []).append(n)
     return out
 
 
@@ -335,11 +348,25 @@ def _direct_origin(n) -> bool:
 
 
 def causal_helpers(tree: ast.Module) -> Set[str]:
-    """Names of functions, at any depth, that hold a direct causal origin (analysis._builds_causal)."""
-    return {
-        d.name for d in _definitions(tree.body)
-        if isinstance(d, _DEFS) and any(_direct_origin(n) for n in ast.walk(d))
-    }
+    """Names of functions, at any depth, that hold a direct causal origin (analysis._builds_causal)
+    or call such a function (analysis.Flow follows what a helper returns)."""
+    calls: Dict[str, Set[str]] = {}
+    found: Set[str] = set()
+    for d in _definitions(tree.body):
+        if not isinstance(d, _DEFS):
+            continue
+        names = calls.setdefault(d.name, set())
+        for n in ast.walk(d):
+            if _direct_origin(n):
+                found.add(d.name)
+            elif isinstance(n, ast.Call):
+                names.add(n.func.id if isinstance(n.func, ast.Name) else _last_name(n.func))
+    grown = True
+    while grown:
+        new = {name for name, called in calls.items() if name not in found and called & found}
+        found |= new
+        grown = bool(new)
+    return found
 
 
 def _reaches_causal_origin(expr, bindings, helpers) -> bool:

@@ -122,6 +122,31 @@ def iter_calls(node: cst.CSTNode) -> Iterator[cst.Call]:
             stack.append(child)
 
 
+def iter_own_nodes(node: cst.CSTNode, kind) -> Iterator[cst.CSTNode]:
+    """Every node of ``kind`` below ``node``, not descending into nested scopes (so the returns
+    of a function, not of the closures it defines)."""
+    flat = _flat(node)
+    if flat is not None:
+        spans, i, end = flat
+        nodes = spans.nodes
+        while i < end:
+            cur = nodes[i]
+            if cur is not node and isinstance(cur, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+                i = spans.span[id(cur)][1]
+                continue
+            if isinstance(cur, kind):
+                yield cur
+            i += 1
+        return
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, kind):
+            yield cur
+        stack.extend(child for child in reversed(cur.children)
+                     if not isinstance(child, (cst.FunctionDef, cst.ClassDef, cst.Lambda)))
+
+
 def iter_nodes(node: cst.CSTNode, kind) -> Iterator[cst.CSTNode]:
     """Every node of ``kind`` in ``node``'s subtree, in source order."""
     flat = _flat(node)

@@ -262,3 +262,31 @@ def test_an_attention_layer_of_the_same_name_in_another_file_does_not_hide_this_
     both = ATTENTION + user
     out = engine.run({"a_other.py": other, "z_model.py": both})
     assert [f.code for f in out["z_model.py"].findings] == ["MF001"]
+
+
+def test_a_closure_reads_the_bindings_that_reach_its_call():
+    late = """
+        def spread():
+            return tf.cast(m[:, tf.newaxis, :], "int32")
+
+        m = enc_mask
+        x = self.self_attention(query=x, value=x, attention_mask=spread())
+        m = mask
+        return self.cross_attention(query=x, value=enc, attention_mask=spread())
+    """
+    early = late.replace("m = enc_mask", "m = @").replace("m = mask", "m = enc_mask").replace("m = @", "m = mask")
+    assert codes(late) == ["MF001"]
+    assert codes(early) == []
+
+
+def test_positions_passed_to_a_helper_still_make_a_causal_pattern():
+    steps = """
+        def order(i, j):
+            return tf.cast(i >= j, "int32")
+
+        steps = tf.range(tf.shape(x)[1])
+        return self.cross_attention(query=x, value=enc, attention_mask=order(steps[:, None], steps[None, :]))
+    """
+    not_positions = steps.replace("tf.range(tf.shape(x)[1])", "tf.shape(x)")
+    assert codes(steps) == ["MF001"]
+    assert codes(not_positions) == []

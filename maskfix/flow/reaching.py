@@ -92,6 +92,11 @@ class Scope:
         ids = env.get(name, frozenset())
         return [self.values[i] for i in sorted(ids) if i != PARAMETER], PARAMETER in ids
 
+    def binds(self, node: cst.CSTNode) -> bool:
+        """Whether ``node`` (a nested function, a lambda, a value) is bound to a local here."""
+        idx = self._index.get(id(node))
+        return idx is not None and self.values[idx] is node
+
     def binding_key(self, name: str, at: Optional[cst.CSTNode]) -> Tuple[str, FrozenSet[int]]:
         """A key that is equal exactly when two uses see the same bindings."""
         env = self.env_at(at) if at is not None else None

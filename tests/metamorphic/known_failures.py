@@ -18,11 +18,15 @@ REASONS = {
                          "(assignments are a flow-insensitive union)",
     "rebind_after_use": "re-binding names after their last use hides the binding that reached the call "
                         "or the factory's returned masks",
-    "extract_module_function": "a mask computed in a module-level function is not summarised",
-    "extract_nested_function": "a mask computed in a closure is not summarised",
-    "extract_method": "a mask computed in a method the analysis does not know as a causal helper is lost",
-    "extract_staticmethod": "a mask computed in a staticmethod the analysis does not know as a causal helper is lost",
-    "extract_lambda": "a mask computed by a lambda is not summarised",
+    "extract_module_function": "an attention call, or the call of a functional sub-model, moved into a helper "
+                               "that receives the layer or model as an argument is not followed; MF005's fix "
+                               "finds no padding helper called directly on the source",
+    "extract_nested_function": "an attention call, or the call of a functional sub-model, moved into a closure "
+                               "is not followed",
+    "extract_method": "an attention call moved into a method that receives the layer as an argument is not followed",
+    "extract_staticmethod": "an attention call moved into a staticmethod that receives the layer as an argument "
+                            "is not followed",
+    "extract_lambda": "an attention call moved into a lambda that receives the layer as an argument is not followed",
     "inline_helpers": "a tutorial factory whose helpers are inlined is no longer recognised as a factory",
     "to_positional": "positional attention_mask (Keras 3: after query_mask, value_mask, key_mask) and "
                      "positional layer arguments are not bound to parameters",
@@ -37,98 +41,30 @@ REASONS = {
 
 # transformation -> fixtures (with the failure seen when the entry was added)
 KNOWN_FAILURES = {
-    'rebind_after_use': {
-        'fam_factory_bare_lookahead',  # verdict {}, expected {MF005 [*]}
-        'fam_factory_swapped',  # verdict {}, expected {MF006 [*]}
-        'fam_factory_target',  # verdict {}, expected {MF004 [*]}
-        'fam_gen_path_target_tf',  # verdict {}, expected {MF011 [*]}
-        'fam_layer_swapped_tf',  # verdict {}, expected {MF010 [*]}
-        'fam_stack_swapped_keras3',  # verdict {}, expected {MF010 [*]}
-        'gen_path_swapped',  # verdict {}, expected {MF006 [*]}
-    },
     'extract_module_function': {
-        'causal_only',  # verdict {}, expected {MF001 [*]}
-        'either_order',  # verdict {}, expected {MF001 [*]}
         'fam_factory_bare_lookahead',  # verdict {}, expected {MF005 [*]}
-        'fam_factory_target',  # main.py: the ast screen drops a file with findings
-        'fam_gen_method_keras3',  # verdict {MF011}, expected {MF011 [*]}
-        'fam_gen_path_target_tf',  # verdict {}, expected {MF011 [*]}
-        'fam_implicit_submodel_keras3',  # verdict {}, expected {MF012 [*]}
-        'fam_implicit_submodel_tf',  # verdict {}, expected {MF012 [*]}
-        'fam_layer_swapped_tf',  # main.py: the ast screen drops a file with findings
-        'fam_submodel_callers_keras3',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
-        'fam_submodel_callers_tf',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
         'functional_builder',  # verdict {}, expected {MF001}
-        'helper_staticmethod',  # verdict {}, expected {MF001 [*]}
         'kerasio_keras3',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
         'kerasio_tf',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
-        'mixed_usage',  # verdict {}, expected {MF001}
     },
     'extract_nested_function': {
-        'book_tf',  # verdict {}, expected {MF001 [*]}
-        'causal_only',  # verdict {}, expected {MF001 [*]}
-        'closure_mask_helper',  # verdict {}, expected {MF001 [*]}
-        'comment_dense',  # verdict {}, expected {MF001 [*]}
-        'dialect_keras_tf_keras',  # verdict {}, expected {MF001 [*]}
-        'dialect_tf_keras_package',  # verdict {}, expected {MF001 [*]}
-        'fam_factory_bare_lookahead',  # verdict {}, expected {MF005 [*]}
-        'fam_factory_swapped',  # verdict {}, expected {MF006 [*]}
-        'fam_factory_target',  # verdict {}, expected {MF004 [*]}
-        'fam_gen_method_keras3',  # verdict {}, expected {MF011 [*]}
-        'fam_gen_path_target_tf',  # verdict {}, expected {MF011 [*]}
-        'fam_implicit_submodel_keras3',  # verdict {}, expected {MF012 [*]}
-        'fam_implicit_submodel_tf',  # verdict {}, expected {MF012 [*]}
-        'fam_layer_swapped_tf',  # verdict {}, expected {MF010 [*]}
-        'fam_stack_swapped_keras3',  # verdict {}, expected {MF010 [*]}
-        'fam_submodel_callers_keras3',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
-        'fam_submodel_callers_tf',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
         'functional_builder',  # verdict {}, expected {MF001}
-        'gen_path_swapped',  # verdict {}, expected {MF006 [*]}
-        'keras_alias_K',  # verdict {}, expected {MF001 [*]}
-        'kerasio_keras3',  # verdict {}, expected {MF001 [*]}
-        'kerasio_tf',  # verdict {}, expected {MF001 [*]}
-        'list_input',  # verdict {}, expected {MF001 [*]}
-        'mha_list_build',  # verdict {}, expected {MF001 [*]}
-        'multiline_no_trailing_comma',  # verdict {}, expected {MF001 [*]}
-        'oneline',  # verdict {}, expected {MF001 [*]}
-        'own_mha_class',  # verdict {}, expected {MF001 [*]}
-        'positional_tf',  # verdict {}, expected {MF001 [*]}
-        'subclassed_model',  # verdict {}, expected {MF001 [*]}
-        'upfront',  # verdict {}, expected {MF001 [*]}
-        'zip_attention_lists',  # verdict {}, expected {MF001 [*]}
+        'kerasio_keras3',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
+        'kerasio_tf',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
     },
     'extract_method': {
-        'causal_only',  # verdict {}, expected {MF001 [*]}
-        'fam_gen_method_keras3',  # verdict {MF011}, expected {MF011 [*]}
         'functional_builder',  # verdict {}, expected {MF001}
     },
     'extract_staticmethod': {
-        'causal_only',  # verdict {}, expected {MF001 [*]}
-        'either_order',  # verdict {}, expected {MF001 [*]}
-        'fam_gen_method_keras3',  # verdict {MF011}, expected {MF011 [*]}
         'functional_builder',  # verdict {}, expected {MF001}
-        'mixed_usage',  # verdict {}, expected {MF001}
     },
     'extract_lambda': {
-        'causal_only',  # verdict {}, expected {MF001 [*]}
-        'either_order',  # verdict {}, expected {MF001 [*]}
-        'fam_gen_method_keras3',  # verdict {MF011}, expected {MF011 [*]}
-        'fam_gen_path_target_tf',  # verdict {MF011}, expected {MF011 [*]}
-        'fam_implicit_submodel_keras3',  # verdict {}, expected {MF012 [*]}
-        'fam_implicit_submodel_tf',  # verdict {}, expected {MF012 [*]}
-        'fam_submodel_callers_keras3',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
-        'fam_submodel_callers_tf',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
         'functional_builder',  # verdict {}, expected {MF001}
-        'mixed_usage',  # verdict {}, expected {MF001}
     },
     'inline_helpers': {
         'fam_factory_bare_lookahead',  # verdict {}, expected {MF005 [*]}
         'fam_factory_swapped',  # verdict {}, expected {MF006 [*]}
         'fam_factory_target',  # verdict {}, expected {MF004 [*]}
-        'fam_gen_method_keras3',  # verdict {MF011}, expected {MF011 [*]}
-        'fam_gen_path_target_tf',  # verdict {MF011}, expected {MF011 [*]}
-        'fam_layer_swapped_tf',  # verdict {}, expected {MF010 [*]}
-        'fam_stack_swapped_keras3',  # verdict {}, expected {MF010 [*]}
         'gen_path_swapped',  # verdict {}, expected {MF006 [*]}
     },
     'to_positional': {
@@ -137,11 +73,6 @@ KNOWN_FAILURES = {
         'dialect_keras_tf_keras',  # verdict {}, expected {MF001 [*]}
         'either_order',  # verdict {}, expected {MF001 [*]}
         'else_mask',  # verdict {}, expected {MF001 [*]}
-        'fam_polarity_bool_keras3',  # verdict {}, expected {MF009 [*]}: Keras 3's 7th positional is attention_mask
-        'fam_gen_method_keras3',  # verdict {}, expected {MF011 [*]}
-        'fam_stack_swapped_keras3',  # verdict {}, expected {MF010 [*]}
-        'fam_submodel_caller_untraced',  # verdict {}, expected {MF001 [*], MF002}
-        'fam_submodel_callers_keras3',  # verdict {}, expected {MF001 [*]}
         'functional_builder',  # verdict {}, expected {MF001}
         'helper_lambda',  # verdict {}, expected {MF001 [*]}
         'helper_staticmethod',  # verdict {}, expected {MF001 [*]}
@@ -151,7 +82,6 @@ KNOWN_FAILURES = {
         'mha_list_build',  # verdict {}, expected {MF001 [*]}
         'mixed_usage',  # verdict {}, expected {MF001}
         'multiline_no_trailing_comma',  # verdict {}, expected {MF001 [*]}
-        'neg_gen_names_look_wrong',  # verdict {MF008 [*]}, expected {}
         'oneline',  # verdict {}, expected {MF001 [*]}
         'rebind_twice',  # verdict {}, expected {MF001 [*]}
         'subclassed_model',  # verdict {}, expected {MF001 [*]}
@@ -162,28 +92,14 @@ KNOWN_FAILURES = {
     },
     'attention_list_zip': {
         'fam_factory_swapped',  # verdict {}, expected {MF006 [*]}
-        'fam_gen_method_keras3',  # verdict {}, expected {MF011 [*]}
-        'fam_stack_swapped_keras3',  # verdict {}, expected {MF010 [*]}
         'gen_path_swapped',  # verdict {}, expected {MF006 [*]}
     },
     'sibling_module': {
         'fam_factory_swapped',  # verdict {}, expected {MF006 [*]}
-        'fam_polarity_bool_keras3',  # verdict {}, expected {MF009 [*]}: layer parameters bound within one file only
-        'fam_polarity_tutorial_tf',  # verdict {}, expected {MF009 [*]}: layer parameters bound within one file only
-        'fam_implicit_submodel_keras3',  # verdict {}, expected {MF012 [*]}
-        'fam_implicit_submodel_tf',  # verdict {}, expected {MF012 [*]}
-        'fam_layer_swapped_tf',  # verdict {}, expected {MF010 [*]}
-        'fam_stack_swapped_keras3',  # verdict {}, expected {MF010 [*]}
         'gen_path_swapped',  # verdict {}, expected {MF006 [*]}
     },
     'sibling_module_star': {
         'fam_factory_swapped',  # verdict {}, expected {MF006 [*]}
-        'fam_polarity_bool_keras3',  # verdict {}, expected {MF009 [*]}: layer parameters bound within one file only
-        'fam_polarity_tutorial_tf',  # verdict {}, expected {MF009 [*]}: layer parameters bound within one file only
-        'fam_implicit_submodel_keras3',  # verdict {}, expected {MF012 [*]}
-        'fam_implicit_submodel_tf',  # verdict {}, expected {MF012 [*]}
-        'fam_layer_swapped_tf',  # verdict {}, expected {MF010 [*]}
-        'fam_stack_swapped_keras3',  # verdict {}, expected {MF010 [*]}
         'gen_path_swapped',  # verdict {}, expected {MF006 [*]}
     },
 }
