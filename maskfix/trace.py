@@ -143,9 +143,21 @@ def is_input_call(node: Optional[cst.CSTNode]) -> bool:
     return isinstance(node, cst.Call) and last_name(node.func) == "Input"
 
 
+def _first_input(call: cst.Call) -> Optional[cst.BaseExpression]:
+    """The tensor a layer is applied to: its first positional argument, or ``inputs=``/``query=``."""
+    pos = positional_args(call)
+    if pos:
+        return pos[0].value
+    for name in ("inputs", "query"):
+        arg = keyword_arg(call, name)
+        if arg is not None:
+            return arg.value
+    return None
+
+
 def _is_layer_application(node: cst.CSTNode) -> bool:
     """``Layer(...)(x)``, ``layer(x)``, ``self.layer(x)``: a call taking a tensor first."""
-    if not isinstance(node, cst.Call) or not positional_args(node):
+    if not isinstance(node, cst.Call) or _first_input(node) is None:
         return False
     func = node.func
     if isinstance(func, cst.Call):
@@ -178,7 +190,7 @@ def trace_root(expr: cst.BaseExpression, body: Body, index: int,
             if layer is None:
                 return None
             layers.append(layer)
-            expr = positional_args(expr)[0].value
+            expr = _first_input(expr)
             continue
         return None
     return None

@@ -290,3 +290,45 @@ def test_positions_passed_to_a_helper_still_make_a_causal_pattern():
     not_positions = steps.replace("tf.range(tf.shape(x)[1])", "tf.shape(x)")
     assert codes(steps) == ["MF001"]
     assert codes(not_positions) == []
+
+
+KERAS3 = '''
+import keras
+from keras import layers, ops
+
+
+class Decoder(layers.Layer):
+    def __init__(self):
+        super().__init__()
+        self.cross_attention = layers.MultiHeadAttention(2, 8)
+
+    def call(self, x, enc, mask=None):
+        m = ops.cast(mask[:, None, :], "int32")
+        return self.cross_attention({args})
+'''
+
+
+def test_positional_attention_mask_binds_as_each_runtime_declares_it():
+    def found(source, args):
+        return [f.code for f in engine.check_source(source.format(args=args))]
+
+    # Keras 3: query_mask, value_mask, key_mask come before attention_mask
+    assert found(KERAS3, "x, enc, enc, None, None, None, m") == ["MF001"]
+    assert found(KERAS3, "x, enc, enc, m") == []  # m is the query mask there
+    tf_keras = DECODER.format(body=textwrap.indent(textwrap.dedent("""
+        m = tf.cast(mask[:, tf.newaxis, :], "int32")
+        return self.cross_attention(x, enc, enc, m)
+    """), " " * 8))
+    assert [f.code for f in engine.check_source(tf_keras)] == ["MF001"]
+    out = engine.run({"d.py": KERAS3.format(args="x, enc, enc, None, None, None, m")}, fix=True)["d.py"]
+    assert "self.cross_attention(x, enc, enc, None, None, None, cross_attention_mask)" in out.new_source
+
+
+def test_a_layer_applied_by_keyword_is_traced_to_its_input():
+    from maskfix.trace import Body, trace_root
+
+    module = cst.parse_module("s = keras.Input(shape=(None,))\nenc = attention(query=s, value=s)\n")
+    body = Body(module, list(module.body), {id(st): i for i, st in enumerate(module.body)})
+    expr = cst.parse_expression("enc")
+    root = trace_root(expr, body, 2, {"attention": cst.parse_expression("layers.MultiHeadAttention(2, 8)")})
+    assert root is not None and root.name == "s" and root.input_call is not None

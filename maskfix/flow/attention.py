@@ -30,9 +30,13 @@ class Signature:
 
 
 def keras_signature(runtime: str) -> Signature:
-    fourth = "attention_mask" if runtime == "tf.keras" else "query_mask"
-    params = ("query", "value", "key", fourth)
-    return Signature(params, {p: p for p in (*params, "attention_mask", "use_causal_mask")})
+    """``MultiHeadAttention.call``'s parameters as each runtime declares them."""
+    if runtime == "tf.keras":
+        masks = ("attention_mask",)
+    else:
+        masks = ("query_mask", "value_mask", "key_mask", "attention_mask")
+    params = ("query", "value", "key", *masks, "return_attention_scores", "training", "use_causal_mask")
+    return Signature(params, {p: p for p in ROLES})
 
 
 @dataclass

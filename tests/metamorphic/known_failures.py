@@ -67,29 +67,6 @@ KNOWN_FAILURES = {
         'fam_factory_target',  # verdict {}, expected {MF004 [*]}
         'gen_path_swapped',  # verdict {}, expected {MF006 [*]}
     },
-    'to_positional': {
-        'builder_functional_model',  # verdict {}, expected {MF001}
-        'causal_only',  # verdict {}, expected {MF001 [*]}
-        'dialect_keras_tf_keras',  # verdict {}, expected {MF001 [*]}
-        'either_order',  # verdict {}, expected {MF001 [*]}
-        'else_mask',  # verdict {}, expected {MF001 [*]}
-        'functional_builder',  # verdict {}, expected {MF001}
-        'helper_lambda',  # verdict {}, expected {MF001 [*]}
-        'helper_staticmethod',  # verdict {}, expected {MF001 [*]}
-        'keras_alias_K',  # verdict {}, expected {MF001 [*]}
-        'kerasio_keras3',  # verdict {}, expected {MF001 [*]}
-        'list_input_decoder',  # verdict {}, expected {MF001 [*]}
-        'mha_list_build',  # verdict {}, expected {MF001 [*]}
-        'mixed_usage',  # verdict {}, expected {MF001}
-        'multiline_no_trailing_comma',  # verdict {}, expected {MF001 [*]}
-        'oneline',  # verdict {}, expected {MF001 [*]}
-        'rebind_twice',  # verdict {}, expected {MF001 [*]}
-        'subclassed_model',  # verdict {}, expected {MF001 [*]}
-        'tril_module_helper',  # verdict {}, expected {MF001 [*]}
-    },
-    'to_keywords': {
-        'subclassed_model',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
-    },
     'attention_list_zip': {
         'fam_factory_swapped',  # verdict {}, expected {MF006 [*]}
         'gen_path_swapped',  # verdict {}, expected {MF006 [*]}
