@@ -25,6 +25,7 @@ from .syntax import (
     dotted,
     instance_key,
     is_none,
+    iter_calls,
     iter_nodes,
     iter_own_nodes,
     keyword_arg,
@@ -34,7 +35,14 @@ from .syntax import (
     self_attr,
     span,
 )
-from .flow.attention import AttentionCall, Attentions, Signature, attention_attributes, attention_calls
+from .flow.attention import (
+    AttentionCall,
+    Attentions,
+    Signature,
+    attention_attributes,
+    attention_calls,
+    bind_attention_args,
+)
 from .flow.reaching import Element, Scope, forget_scopes, param_names, scope_of
 from .trace import index_bodies
 
@@ -566,6 +574,7 @@ def analyze_module(module: cst.Module, wrappers: Optional[Dict[str, Signature]] 
         s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)
     }
     class_methods = {c.name.value: _methods(c) for c in classes}
+    owner = {id(m): ms for ms in class_methods.values() for m in ms.values()}  # a method -> its class's
     attentions = Attentions(dialect.runtime, wrappers)
     layer_names: Set[str] = set()
     changed = True
@@ -597,7 +606,8 @@ def analyze_module(module: cst.Module, wrappers: Optional[Dict[str, Signature]] 
     for fn in iter_nodes(module, cst.FunctionDef):
         # a function or method that builds the decoder as a small functional model
         if _functional_inputs(fn) and not any(d.call is fn for d in facts.decoders):
-            found = _decoder_in_method(None, fn, {}, {}, module_funcs, attentions, class_methods)
+            found = _decoder_in_method(None, fn, {}, owner.get(id(fn), {}), module_funcs, attentions,
+                                       class_methods)
             if found is not None and found.functional:
                 facts.decoders.append(found)
     return facts
@@ -671,8 +681,93 @@ def _functional_inputs(fn: cst.FunctionDef) -> List[str]:
     return names
 
 
+def _forwarded_attention_calls(fn: cst.FunctionDef, attrs: Dict[str, str], attentions: Attentions,
+                               methods: Dict[str, cst.FunctionDef], module_funcs: Dict[str, cst.FunctionDef],
+                               classes: Dict[str, Dict[str, cst.FunctionDef]]) -> List[AttentionCall]:
+    """Attentions that ``fn`` applies through a helper: ``helper(x, self.cross, enc, m)`` whose body
+    calls its parameter as an attention layer, or a closure calling an attention local of ``fn``.
+    Arguments are mapped back to ``fn``'s: a parameter of a helper to the caller's argument, a free
+    name of a closure to ``fn``'s own name; what the helper computes itself stays unknown."""
+    names = attentions.names()
+    local: Dict[str, str] = {}
+    for node in iter_own_nodes(fn.body, cst.Assign):
+        if isinstance(node.value, cst.Call) and last_name(node.value.func) in names:
+            for t in node.targets:
+                if isinstance(t.target, cst.Name):
+                    local[t.target.value] = last_name(node.value.func)
+
+    def layer_of(expr: cst.BaseExpression) -> Optional[str]:
+        attr = self_attr(expr)
+        if attr in attrs:
+            return attrs[attr]
+        if isinstance(expr, cst.Name):
+            return local.get(expr.value)
+        if isinstance(expr, cst.Call) and last_name(expr.func) in names:
+            return last_name(expr.func)
+        return None
+
+    scope = scope_of(fn)
+    out: List[AttentionCall] = []
+    for call in iter_calls(fn.body):
+        func = call.func
+        closure = False
+        if self_attr(func) in methods:
+            helper = methods[self_attr(func)]
+        elif isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name):
+            helper = classes.get(func.value.value, {}).get(func.attr.value)
+        elif isinstance(func, cst.Name):
+            values, _ = scope.reaching(func.value, func)
+            local_fns = [v for v in values if isinstance(v, (cst.FunctionDef, cst.Lambda))]
+            helper = local_fns[0] if len(local_fns) == 1 else module_funcs.get(func.value)
+            closure = bool(local_fns)
+        else:
+            helper = None
+        if helper is None:
+            continue
+        bound: Dict[str, cst.Arg] = {}
+        for arg, name in zip(positional_args(call), param_names(helper)):
+            bound[name] = arg
+        for a in call.args:
+            if a.keyword is not None:
+                bound[a.keyword.value] = a
+        layers = {p: layer_of(a.value) for p, a in bound.items()}
+        layers = {p: c for p, c in layers.items() if c is not None}
+        if closure:
+            inner_params = set(param_names(helper))
+            layers.update({n: c for n, c in local.items() if n in free_names(helper) and n not in inner_params})
+        if not layers:
+            continue
+
+        def mapped(arg: Optional[cst.Arg]) -> Optional[cst.Arg]:
+            if arg is None:
+                return None
+            if isinstance(arg.value, cst.Name) and arg.value.value in bound:
+                return bound[arg.value.value]
+            return arg if closure else None
+
+        for inner in iter_calls(helper.body):
+            if not (isinstance(inner.func, cst.Name) and inner.func.value in layers):
+                continue
+            signature = attentions.signature(layers[inner.func.value])
+            if signature is None:
+                continue
+            ac = bind_attention_args(inner, signature)
+            slot = {a.value: a for a in inner.args}  # value node -> its Arg
+            q, v, k = (mapped(slot.get(e)) if e is not None else None for e in (ac.query, ac.value, ac.key))
+            out.append(AttentionCall(
+                call=call,
+                query=q.value if q is not None else None,
+                value=v.value if v is not None else None,
+                key=k.value if k is not None else None,
+                mask_arg=mapped(ac.mask_arg),
+                causal_flag=mapped(ac.causal_flag),
+            ))
+    return out
+
+
 def _decoder_in_method(cls, fn, attrs, methods, module_funcs, attentions, classes=None) -> Optional[DecoderClass]:
     calls = attention_calls(fn, attrs, attentions)
+    calls += _forwarded_attention_calls(fn, attrs, attentions, methods, module_funcs, classes or {})
     if not calls:
         return None
     params = param_names(fn)

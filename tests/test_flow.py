@@ -332,3 +332,19 @@ def test_a_layer_applied_by_keyword_is_traced_to_its_input():
     expr = cst.parse_expression("enc")
     root = trace_root(expr, body, 2, {"attention": cst.parse_expression("layers.MultiHeadAttention(2, 8)")})
     assert root is not None and root.name == "s" and root.input_call is not None
+
+
+def test_an_attention_applied_by_a_helper_is_judged_at_the_call_of_the_helper():
+    bad = """
+        def attend(layer, q, kv, m):
+            return layer(query=q, value=kv, attention_mask=m)
+
+        pad = tf.cast(mask[:, tf.newaxis, :], "int32")
+        return attend(self.cross_attention, x, enc, pad)
+    """
+    assert codes(bad) == ["MF001"]
+    assert codes(bad.replace("mask[:", "enc_mask[:")) == []
+    assert codes(bad.replace("x, enc, pad)", "x, x, pad)")) == []  # decoder-only: no cross-attention
+    source = DECODER.format(body=textwrap.indent(textwrap.dedent(bad), " " * 8))
+    fixed = engine.run({"d.py": source}, fix=True)["d.py"].new_source
+    assert "return attend(self.cross_attention, x, enc, cross_attention_mask)" in fixed
