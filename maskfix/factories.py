@@ -112,12 +112,26 @@ def _values(flow: Flow, expr: cst.BaseExpression, seen=None) -> List[cst.BaseExp
 def target_to_source(f: Factory) -> List[cst.Name]:
     """The ``tar`` arguments that the third mask is built from (to become ``inp``)."""
     hits = []
-    for value in _values(f.flow, f.ret.elements[2].value):
+    third = f.ret.elements[2].value
+    for value in _values(f.flow, third):
+        if value is not third and isinstance(value, cst.Name) and value.value == f.tgt:
+            hits.append(value)  # ``seq = tar``: an alias the mask is built from
+            continue
         for call in iter_nodes(value, cst.Call):
             for a in call.args:
                 if isinstance(a.value, cst.Name) and a.value.value == f.tgt:
                     hits.append(a.value)
     return hits
+
+
+def _calls_made(funcs: Dict[str, cst.FunctionDef], name: str, depth: int = 3) -> Set[str]:
+    """Names of the functions ``funcs[name]`` calls, through the module functions it calls in turn
+    (a wrapper of the padding helper keeps its polarity)."""
+    used = {last_name(c.func) for c in iter_nodes(funcs[name].body, cst.Call)}
+    if depth > 0:
+        for inner in [n for n in used if n in funcs and n != name]:
+            used |= _calls_made(funcs, inner, depth - 1)
+    return used
 
 
 def padding_helper(f: Factory) -> Optional[Tuple[str, str]]:
@@ -127,8 +141,7 @@ def padding_helper(f: Factory) -> Optional[Tuple[str, str]]:
             args = positional_args(call)
             if (isinstance(call.func, cst.Name) and call.func.value in f.flow.module_funcs
                     and len(args) == 1 and isinstance(args[0].value, cst.Name) and args[0].value.value == f.src):
-                helper = f.flow.module_funcs[call.func.value]
-                used = {last_name(c.func) for c in iter_nodes(helper.body, cst.Call)}
+                used = _calls_made(f.flow.module_funcs, call.func.value)
                 # 1 marks padding ("equal 0"): combine with maximum; 1 marks tokens: minimum
                 if "not_equal" in used:
                     return call.func.value, "minimum"

@@ -20,28 +20,30 @@ REASONS = {
                         "or the factory's returned masks",
     "extract_module_function": "the call of a functional sub-model moved into a helper that receives the model "
                                "as an argument is not followed (threading the encoder mask there needs a new "
-                               "parameter); MF005's fix finds no padding helper called directly on the source",
+                               "parameter)",
     "extract_nested_function": "the call of a functional sub-model moved into a closure is not followed",
     "extract_method": "an attention call moved into a method that receives the layer as an argument is not followed",
     "extract_staticmethod": "an attention call moved into a staticmethod that receives the layer as an argument "
                             "is not followed",
     "extract_lambda": "an attention call moved into a lambda that receives the layer as an argument is not followed",
-    "inline_helpers": "a tutorial factory whose helpers are inlined is no longer recognised as a factory",
+    "inline_helpers": "with the factory's call inlined, swapped masks are recognised only through a factory "
+                      "call (MF006), and MF005's fix needs a padding helper called on the source",
     "to_positional": "positional attention_mask (Keras 3: after query_mask, value_mask, key_mask) and "
                      "positional layer arguments are not bound to parameters",
     "to_keywords": "keyword arguments at a decoder's call site are not traced",
-    "attention_list_zip": "attention layers kept in lists built in build() and called through zip() loop "
-                          "variables are not recognised",
+    "attention_list_zip": "MF006 follows a factory's masks into attention lists only through `for layer in "
+                          "self.layers`, not through zip() loop variables",
     "own_attention_class": "a project attention class that forwards to Keras MultiHeadAttention is recognised "
                            "only when it is named MultiHeadAttention",
-    "sibling_module": "an attention class imported from a sibling module is not followed",
-    "sibling_module_star": "names imported with `from module import *` are not resolved within the run",
+    "sibling_module": "MF006 reads the parameter order of the project's own attention class only in the file "
+                      "that calls it, not in a sibling module",
+    "sibling_module_star": "MF006 reads the parameter order of the project's own attention class only in the "
+                           "file that calls it, not in a module imported with `*`",
 }
 
 # transformation -> fixtures (with the failure seen when the entry was added)
 KNOWN_FAILURES = {
     'extract_module_function': {
-        'fam_factory_bare_lookahead',  # verdict {}, expected {MF005 [*]}
         'kerasio_keras3',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
         'kerasio_tf',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
     },
@@ -52,7 +54,6 @@ KNOWN_FAILURES = {
     'inline_helpers': {
         'fam_factory_bare_lookahead',  # verdict {}, expected {MF005 [*]}
         'fam_factory_swapped',  # verdict {}, expected {MF006 [*]}
-        'fam_factory_target',  # verdict {}, expected {MF004 [*]}
         'gen_path_swapped',  # verdict {}, expected {MF006 [*]}
     },
     'attention_list_zip': {
