@@ -216,9 +216,20 @@ def _slots_reaching_cross(cls_name: str, slot_of: Dict[str, int], classes: Dict[
     scope = Scope(cls.call)
     loop_vars = {}  # ``for layer in self.layers:`` -> "layers"
     for loop in iter_nodes(cls.call.body, cst.For):
-        attr = self_attr(loop.iter)
-        if attr and isinstance(loop.target, cst.Name):
-            loop_vars[loop.target.value] = attr
+        pairs = [(loop.target, loop.iter)]
+        it = loop.iter
+        if isinstance(it, cst.Call) and last_name(it.func) in ("zip", "enumerate") \
+                and isinstance(loop.target, (cst.Tuple, cst.List)):
+            # ``for a, b in zip(self.xs, self.ys)``, ``for i, a in enumerate(self.xs)``
+            items = [a.value for a in positional_args(it)]
+            targets = [el.value for el in loop.target.elements]
+            if last_name(it.func) == "enumerate":
+                targets, items = targets[1:2], items[:1]
+            pairs = list(zip(targets, items)) if len(targets) == len(items) else []
+        for target, source in pairs:
+            attr = self_attr(source)
+            if attr and isinstance(target, cst.Name):
+                loop_vars[target.value] = attr
     found: Set[int] = set()
     for call in iter_calls(cls.call.body):
         attr = self_attr(call.func)

@@ -56,10 +56,6 @@ KNOWN_FAILURES = {
         'fam_factory_swapped',  # verdict {}, expected {MF006 [*]}
         'gen_path_swapped',  # verdict {}, expected {MF006 [*]}
     },
-    'attention_list_zip': {
-        'fam_factory_swapped',  # verdict {}, expected {MF006 [*]}
-        'gen_path_swapped',  # verdict {}, expected {MF006 [*]}
-    },
     'sibling_module': {
         'fam_factory_swapped',  # verdict {}, expected {MF006 [*]}
         'gen_path_swapped',  # verdict {}, expected {MF006 [*]}
