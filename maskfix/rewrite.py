@@ -565,6 +565,9 @@ class _Apply(cst.CSTTransformer):
         self.fitter = layout.Fitter(module, text)
         self.indents: List[int] = [0]
         self.changed: Set[int] = set()  # ids of updated nodes the edits touched
+        # ... kept alive, so that no node made later (LibCST rebuilds every parent) reuses an id of
+        # one the layout has since dropped and is taken for edited
+        self.alive: List[cst.CSTNode] = []
         self.calls: List[List[cst.Call]] = []  # per statement: edited calls, innermost first
         self.touched: List[bool] = []  # per statement: whether any edit reached inside it
 
@@ -582,6 +585,7 @@ class _Apply(cst.CSTTransformer):
             if isinstance(updated, cst.BaseExpression) and isinstance(rep, cst.BaseExpression):
                 rep = rep.with_changes(lpar=updated.lpar, rpar=updated.rpar) if hasattr(rep, "lpar") else rep
             self.changed.add(id(rep))
+            self.alive.append(rep)
             if self.touched:
                 self.touched[-1] = True
             return rep
@@ -589,6 +593,7 @@ class _Apply(cst.CSTTransformer):
 
     def _mark(self, node):
         self.changed.add(id(node))
+        self.alive.append(node)
         if self.touched:
             self.touched[-1] = True
         return node
