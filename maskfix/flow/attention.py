@@ -108,30 +108,32 @@ def attention_attributes(cls: cst.ClassDef, attentions: Attentions) -> Dict[str,
     return attrs
 
 
+def bind_loop(target: cst.BaseExpression, it: cst.BaseExpression, attrs: Dict[str, str],
+              out: Dict[str, str]) -> None:
+    """Bind the loop variables in ``target`` that run over the attention lists ``attrs`` names:
+    ``for a in self.attns``, ``for a, b in zip(self.xs, self.ys)``, ``for i, a in enumerate(self.attns)``."""
+    if isinstance(target, cst.Name):
+        attr = self_attr(it)
+        if attr in attrs:
+            out[target.value] = attrs[attr]
+        return
+    if not isinstance(target, (cst.Tuple, cst.List)) or not isinstance(it, cst.Call):
+        return
+    parts = [el.value for el in target.elements]
+    args = [a.value for a in positional_args(it)]
+    fname = last_name(it.func)
+    if fname == "zip" and len(args) == len(parts):
+        for t, a in zip(parts, args):
+            bind_loop(t, a, attrs, out)
+    elif fname == "enumerate" and len(parts) == 2 and args:
+        bind_loop(parts[1], args[0], attrs, out)
+
+
 def _loop_layers(fn: cst.FunctionDef, attrs: Dict[str, str]) -> Dict[str, str]:
-    """Loop variables that run over attention lists: ``for a in self.attns``,
-    ``for a, b in zip(self.xs, self.ys)``, ``for i, a in enumerate(self.attns)``."""
+    """Loop variables of ``fn`` that run over attention lists (see ``bind_loop``)."""
     out: Dict[str, str] = {}
-
-    def pair(target: cst.BaseExpression, it: cst.BaseExpression) -> None:
-        if isinstance(target, cst.Name):
-            attr = self_attr(it)
-            if attr in attrs:
-                out[target.value] = attrs[attr]
-            return
-        if not isinstance(target, (cst.Tuple, cst.List)) or not isinstance(it, cst.Call):
-            return
-        parts = [el.value for el in target.elements]
-        args = [a.value for a in positional_args(it)]
-        fname = last_name(it.func)
-        if fname == "zip" and len(args) == len(parts):
-            for t, a in zip(parts, args):
-                pair(t, a)
-        elif fname == "enumerate" and len(parts) == 2 and args:
-            pair(parts[1], args[0])
-
     for loop in iter_nodes(fn.body, cst.For):
-        pair(loop.target, loop.iter)
+        bind_loop(loop.target, loop.iter, attrs, out)
     return out
 
 

@@ -25,7 +25,7 @@ from typing import Dict, FrozenSet, Iterable, List, Optional, Tuple, Union
 import libcst as cst
 
 from ..syntax import iter_nodes, last_name, positional_args, self_attr, span
-from .attention import KERAS_MHA, Attentions, AttentionCall, attention_attributes, attention_calls
+from .attention import KERAS_MHA, Attentions, AttentionCall, attention_attributes, attention_calls, bind_loop
 from .reaching import Element, param_names, scope_of
 
 ATTEND = "attend"  # 1/True: may be attended to (Keras)
@@ -542,7 +542,7 @@ class ModuleValues:
         names = self.attentions.names()
         local: Dict[str, str] = {}
         for loop in iter_nodes(fn.body, cst.For):
-            _bind_loop(loop.target, loop.iter, attrs, local)
+            bind_loop(loop.target, loop.iter, attrs, local)
         for node in iter_nodes(fn.body, cst.Assign):
             if isinstance(node.value, cst.Call) and last_name(node.value.func) in names:
                 for t in node.targets:
@@ -724,7 +724,7 @@ class ModuleValues:
                         if isinstance(t.target, cst.Name):
                             local[t.target.value] = last_name(node.value.func)
             for loop in iter_nodes(fn.body, cst.For):
-                _bind_loop(loop.target, loop.iter, attrs, local)
+                bind_loop(loop.target, loop.iter, attrs, local)
             for call in iter_nodes(fn.body, cst.Call):
                 func = call.func
                 name = None
@@ -771,24 +771,6 @@ def _keras_built(cls: cst.ClassDef) -> set:
                for c in iter_nodes(node.value, cst.Call)):
             out.update(a for a in (self_attr(t.target) for t in node.targets) if a)
     return out
-
-
-def _bind_loop(target: cst.BaseExpression, it: cst.BaseExpression, attrs: Dict[str, str], out: Dict[str, str]) -> None:
-    if isinstance(target, cst.Name):
-        attr = self_attr(it)
-        if attr in attrs:
-            out[target.value] = attrs[attr]
-        return
-    if not isinstance(target, (cst.Tuple, cst.List)) or not isinstance(it, cst.Call):
-        return
-    parts = [el.value for el in target.elements]
-    args = [a.value for a in positional_args(it)]
-    fname = last_name(it.func)
-    if fname == "zip" and len(args) == len(parts):
-        for t, a in zip(parts, args):
-            _bind_loop(t, a, attrs, out)
-    elif fname == "enumerate" and len(parts) == 2 and args:
-        _bind_loop(parts[1], args[0], attrs, out)
 
 
 # id(module) -> (module, values): built once per analysed module, on first use by a rule.
