@@ -16,7 +16,7 @@ import libcst as cst
 from .analysis import DecoderClass, ModuleFacts, roots
 from .flow.attention import KERAS_MHA, Attentions, attention_attributes, attention_calls, find_wrappers
 from .flow.reaching import Scope, param_names
-from .rewrite import NEW_PARAM, Edits, Style, free_name, key_mask_expression
+from .rewrite import NEW_PARAM, Edits, Style, add_encoder_mask_param, free_name, key_mask_expression
 from .syntax import instance_key, iter_nodes, keyword_arg, last_name, names_in, positional_args, self_attr
 from .trace import layer_instances
 
@@ -103,16 +103,7 @@ def plan_implicit_layer(dec: DecoderClass, keyword: str, facts: ModuleFacts, sty
     """Give the layer ``encoder_padding_mask`` and its cross-attention the mask built from it."""
     fn = dec.call
     cross_name = free_name("cross_attention_mask", names_in(fn) | set(dec.params))
-    expansion = key_mask_expression(facts, style, NEW_PARAM)
-    keras_mask = style.string("_keras_mask")
-    block = [
-        f"if {NEW_PARAM} is None:\n"
-        f"    {NEW_PARAM} = getattr({dec.enc_param}, {keras_mask}, None)",
-        f"{cross_name} = None",
-        f"if {NEW_PARAM} is not None:\n    {cross_name} = {expansion}",
-    ]
-    edits.add_param[id(fn)] = NEW_PARAM
-    edits.prepend[id(fn)] = [style.statement(code) for code in block]
+    add_encoder_mask_param(dec, key_mask_expression(facts, style, NEW_PARAM), cross_name, style, edits)
     edits.add_args.setdefault(id(dec.cross_attention.call), []).append(
         cst.Arg(keyword=cst.Name(keyword), value=cst.Name(cross_name),
                 equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))))

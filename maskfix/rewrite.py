@@ -185,13 +185,9 @@ def _all_assigned_values(flow: Flow, expr: cst.BaseExpression, seen=None) -> Lis
     return out
 
 
-def plan_layer(dec: DecoderClass, facts: ModuleFacts, style: Style, edits: Edits) -> None:
-    """Give cross-attention the encoder's padding mask; self-attention the decoder's."""
-    fn = dec.call
-    flow = dec.flow
-    taken = names_in(fn) | set(dec.params)
-    cross_name = free_name("cross_attention_mask", taken)
-    expansion = _mask_expansion(dec, flow, style, facts, NEW_PARAM)
+def add_encoder_mask_param(dec: DecoderClass, expansion: str, cross_name: str, style: Style, edits: Edits) -> None:
+    """Give ``dec.call`` the ``encoder_padding_mask`` parameter (the encoder output's Keras mask when
+    it is not passed) and bind ``cross_name`` to ``expansion`` of it, or None without one."""
     keras_mask = style.string("_keras_mask")
     block = [
         f"if {NEW_PARAM} is None:\n"
@@ -199,8 +195,17 @@ def plan_layer(dec: DecoderClass, facts: ModuleFacts, style: Style, edits: Edits
         f"{cross_name} = None",
         f"if {NEW_PARAM} is not None:\n    {cross_name} = {expansion}",
     ]
-    edits.add_param[id(fn)] = NEW_PARAM
-    edits.prepend[id(fn)] = [style.statement(code) for code in block]
+    edits.add_param[id(dec.call)] = NEW_PARAM
+    edits.prepend[id(dec.call)] = [style.statement(code) for code in block]
+
+
+def plan_layer(dec: DecoderClass, facts: ModuleFacts, style: Style, edits: Edits) -> None:
+    """Give cross-attention the encoder's padding mask; self-attention the decoder's."""
+    fn = dec.call
+    flow = dec.flow
+    taken = names_in(fn) | set(dec.params)
+    cross_name = free_name("cross_attention_mask", taken)
+    add_encoder_mask_param(dec, _mask_expansion(dec, flow, style, facts, NEW_PARAM), cross_name, style, edits)
     old_mask = dec.cross_attention.mask_arg.value
     edits.replace[id(old_mask)] = cst.Name(cross_name)
     _retarget_self_attention(dec, flow, style, edits)
