@@ -8,7 +8,6 @@ decoder defined in one file is followed to the files that call it.
 from __future__ import annotations
 
 import ast
-import re
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Set
 
@@ -333,7 +332,6 @@ def _syntax_reason(exc: cst.ParserSyntaxError, source: str) -> str:
     return f"syntax error at line {exc.raw_line}, column {exc.raw_column + 1}"
 
 
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 class _View:
@@ -342,7 +340,7 @@ class _View:
     def __init__(self, u: _Unit):
         # only the statements holding reported nodes are laid out: linear in the file's size
         self.pos = LazyPositions(u.module, u.hidden.tree if u.hidden else None)
-        self.lines = _LINE_BREAK.split(u.original or u.source)  # LibCST's line breaks, not str.splitlines's
+        self.lines = limits.LINE_END.split(u.original or u.source)  # LibCST's line breaks, not str.splitlines's
 
     def where(self, node):
         start = self.pos[node].start

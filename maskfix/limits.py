@@ -102,7 +102,7 @@ def call_with_deep_stack(fn: Callable[..., T], *args, **kwargs) -> T:
     return result["value"]  # type: ignore[return-value]
 
 
-_LINE_END = re.compile(r"\r\n|\r|\n")  # where Python's tokenizer ends a line
+LINE_END = re.compile(r"\r\n|\r|\n")  # where Python's tokenizer ends a line
 
 MAX_DEPTH = 200  # expression levels in one statement (CPython nests brackets at most 200 deep)
 _BLOCKS = ("body", "orelse", "finalbody", "handlers", "cases")
@@ -146,7 +146,7 @@ class Hidden:
             start = max(code.rfind("\n", 0, at), code.rfind("\r", 0, at)) + 1
             end = at + len(marker)
             for _ in range(count):  # the placeholder line and its blank followers
-                nl = _LINE_END.search(code, end)
+                nl = LINE_END.search(code, end)
                 end = len(code) if nl is None else nl.end()
             code = code[:start] + original + code[end:]
         return code
@@ -211,7 +211,7 @@ def hide_deep_statements(source: str, tree: ast.Module, limit: int = MAX_DEPTH) 
 def _line_starts(source: str) -> List[int]:
     """Offset in characters of each line start, lines ended as Python's tokenizer ends them."""
     starts = [0]
-    for m in _LINE_END.finditer(source):
+    for m in LINE_END.finditer(source):
         starts.append(m.end())
     return starts
 
