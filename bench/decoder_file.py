@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from run import compile_maskfix
+
 ROOT = Path(__file__).resolve().parent.parent
 DECODER = ROOT / "tests" / "fixtures" / "raw_mask" / "before.py"
 
@@ -53,6 +55,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="100e3,300e3,1e6")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    print(f"maskfix imported from {compile_maskfix()} (byte-compiled first)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in (int(float(s)) for s in args.sizes.split(",")):

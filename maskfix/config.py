@@ -14,14 +14,6 @@ from typing import List, Optional, Sequence
 
 from .codes import UnknownCode, expand
 
-try:  # Python 3.11+
-    import tomllib as _toml
-except ImportError:  # pragma: no cover - older Pythons get tomli as a dependency
-    try:
-        import tomli as _toml
-    except ImportError:
-        _toml = None
-
 # key -> what it holds; every value is a list of strings
 KEYS = {
     "exclude": "glob patterns of paths to skip",
@@ -75,17 +67,32 @@ def _find(start: Path) -> Config:
     return Config()
 
 
+def _toml_module():
+    try:  # Python 3.11+
+        import tomllib
+        return tomllib
+    except ImportError:  # pragma: no cover - older Pythons get tomli as a dependency
+        try:
+            import tomli
+            return tomli
+        except ImportError:
+            return None
+
+
 def _read(path: Path) -> Optional[Config]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if _toml is None:
+    if b"maskfix" not in raw:  # no table of ours: not worth a TOML parser's import on every run
+        return None
+    toml = _toml_module()
+    if toml is None:
         if b"tool.maskfix" in raw:
             raise ConfigError(f"{path}: cannot read [tool.maskfix]: install tomli (needed before Python 3.11)")
         return None
     try:
-        data = _toml.loads(raw.decode("utf-8"))
+        data = toml.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 encoded (byte {exc.start})") from None
     except ValueError as exc:  # tomllib.TOMLDecodeError

@@ -73,6 +73,16 @@ def test_config_mistakes_are_errors(tree, capsys, table, reason, command):
     assert (tree / "pkg" / "model.py").read_bytes() == before
 
 
+def test_a_pyproject_without_our_table_is_not_ours_to_judge(tree, capsys):
+    """Another tool's broken pyproject.toml neither stops maskfix nor hides an outer table."""
+    (tree / "third_party" / "pyproject.toml").write_text("[project\nname = 'vendored'\n")
+    code, out, err = run(["check", "third_party/vendored.py"], capsys)
+    assert code == 1 and "error" not in err and "MF001" in out, (out, err)
+    (tree / "pyproject.toml").write_text('[tool.maskfix]\nignore = ["MF001"]\n')
+    code, out, err = run(["check", "third_party/vendored.py"], capsys)
+    assert code == 0 and "error" not in err and "MF001" not in out, (out, err)
+
+
 def test_unknown_code_on_the_command_line_is_an_error(tree, capsys):
     for option in ("--select", "--ignore"):
         code, out, err = run(["check", option, "XYZ", "pkg"], capsys)
