@@ -21,6 +21,7 @@ from .flow.attention import Signature, find_wrappers
 from .positions import LazyPositions
 from .rewrite import Edits, Style, apply
 from .rules import Context, Problem, active_rules, is_selected
+from .symbols import Symbols
 from .syntax import forget_trees, index_tree, iter_nodes
 
 
@@ -210,6 +211,7 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
     by_key = {u.key: u for u in units}
     modules = {u.key: u.module for u in units}
     rules = active_rules(select)
+    symbols = Symbols([(u.key, u.module) for u in units])
     contexts: Dict[str, Context] = {}
     problems: Dict[str, List[Problem]] = {}
     flagged: Dict[str, set] = {}
@@ -218,7 +220,7 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
                                   attention_layers=sorted(u.wrappers),
                                   mask_factories=[f.name for f in u.factories])
         outcomes[u.key].not_analysed = list(u.hidden.notes) if u.hidden else []
-        ctx = contexts[u.key] = Context(
+        contexts[u.key] = Context(
             key=u.key, module=u.module, facts=u.facts, factories=u.factories,
             visible_factories=u.factories + [f for v in units if v is not u for f in v.factories
                                              if f.name in u.imported or u.star],
@@ -232,16 +234,33 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
             # a sliced file's style is read off the whole text, and only when it will be written
             style=Style(u.module, u.original) if fix and u.original else Style(u.module),
             others=[(v.key, v.module, v.imported | ({"*"} if v.star else set())) for v in units if v is not u],
+            symbols=symbols,
+            peers=contexts,
         )
+    found_in: Dict[str, List[Problem]] = {}
+    for u in units:
         try:
             with timer.limit():
-                problems[u.key] = found = _kept(ctx, [p for rule in rules for p in rule.check(ctx)])
+                found_in[u.key] = [p for rule in rules for p in rule.check(contexts[u.key])]
         except limits.OutOfTime:
             outcomes[u.key] = Outcome(error=timer.reason())
-            continue
         except Exception as exc:
             outcomes[u.key] = Outcome(error=_internal_error(exc))
-            continue
+    # a rule checking one source may find a problem in another (a layer it imports): report it there
+    placed: Dict[str, List[Problem]] = {key: [] for key in found_in}
+    seen: Set[tuple] = set()
+    for key, found in found_in.items():
+        for p in found:
+            if p.home is None or p.home == key:
+                placed[key].append(p)
+                seen.add((p.code, id(p.node)))
+    for key, found in found_in.items():
+        for p in found:
+            if p.home not in (None, key) and p.home in placed and (p.code, id(p.node)) not in seen:
+                seen.add((p.code, id(p.node)))  # found once per source that imports the layer
+                placed[p.home].append(p)
+    for key, found in placed.items():
+        problems[key] = found = _kept(contexts[key], found)
         for p in found:
             if p.fix is not None:
                 flagged.setdefault(p.code, set()).add(p.key)

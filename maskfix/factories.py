@@ -21,6 +21,7 @@ import libcst as cst
 
 from .analysis import CAUSAL, DEC, ENC, Flow, roots
 from .flow.reaching import Scope, param_names, scope_of
+from .symbols import Symbols
 from .syntax import (
     instance_key,
     iter_calls,
@@ -159,24 +160,38 @@ class LayerClass:
     node: cst.ClassDef
     call: Optional[cst.FunctionDef]
     attrs: Dict[str, str]  # self attribute -> local class name
+    key: Optional[str] = None  # the source defining it, when the run's symbols are known
 
 
-def layer_classes(module: cst.Module) -> Dict[str, LayerClass]:
+def _layer_class(cls: cst.ClassDef, key: Optional[str] = None) -> LayerClass:
+    methods = {s.name.value: s for s in cls.body.body if isinstance(s, cst.FunctionDef)}
+    attrs: Dict[str, str] = {}
+    for node in iter_nodes(cls.body, cst.Assign):
+        for t in node.targets:
+            attr = self_attr(t.target)
+            if not attr:
+                continue
+            for call in iter_nodes(node.value, cst.Call):
+                name = last_name(call.func)
+                if name:
+                    attrs.setdefault(attr, name)
+                    break
+    return LayerClass(cls, methods.get("call") or methods.get("__call__"), attrs, key)
+
+
+def layer_classes(module: cst.Module, symbols: Optional[Symbols] = None,
+                  key: Optional[str] = None) -> Dict[str, LayerClass]:
+    """The layer classes ``module`` can use, by name: its own and, given the run's ``symbols``,
+    those it imports from the run, with the classes these use in their own source."""
+    if symbols is None or key not in symbols.modules:
+        return {cls.name.value: _layer_class(cls) for cls in iter_nodes(module, cst.ClassDef)}
     out = {}
-    for cls in iter_nodes(module, cst.ClassDef):
-        methods = {s.name.value: s for s in cls.body.body if isinstance(s, cst.FunctionDef)}
-        attrs: Dict[str, str] = {}
-        for node in iter_nodes(cls.body, cst.Assign):
-            for t in node.targets:
-                attr = self_attr(t.target)
-                if not attr:
-                    continue
-                for call in iter_nodes(node.value, cst.Call):
-                    name = last_name(call.func)
-                    if name:
-                        attrs.setdefault(attr, name)
-                        break
-        out[cls.name.value] = LayerClass(cls, methods.get("call") or methods.get("__call__"), attrs)
+    for name, d in symbols.classes(key).items():
+        out[name] = _layer_class(d.node, d.key)
+    for home in sorted({d.key for d in symbols.classes(key).values()} - {key}):
+        for name, d in symbols.classes(home).items():
+            if name not in out:
+                out[name] = _layer_class(d.node, d.key)
     return out
 
 
@@ -274,12 +289,14 @@ class MaskCall:
     arg_of: Dict[int, cst.Arg]  # factory slot -> the argument carrying it
 
 
-def factory_mask_calls(module: cst.Module, factories: List[Factory]) -> List[MaskCall]:
-    """Calls of the module's layers that pass on at least two masks unpacked from a factory."""
+def factory_mask_calls(module: cst.Module, factories: List[Factory],
+                       classes: Optional[Dict[str, LayerClass]] = None) -> List[MaskCall]:
+    """Calls of the module's layers (``classes``: those it can use, by default its own) that pass
+    on at least two masks unpacked from a factory."""
     by_name = {f.name: f for f in factories}
     if not by_name:
         return []
-    classes = layer_classes(module)
+    classes = layer_classes(module) if classes is None else classes
     instances: Dict[str, str] = {}
     for node in iter_nodes(module, cst.Assign):
         if isinstance(node.value, cst.Call) and last_name(node.value.func) in classes:
@@ -347,11 +364,12 @@ class SwappedCall:
     args: Tuple[cst.Arg, cst.Arg]  # the args carrying slot 1 and slot 2
 
 
-def find_swapped_calls(module: cst.Module, factories: List[Factory]) -> List[SwappedCall]:
+def find_swapped_calls(module: cst.Module, factories: List[Factory],
+                       classes: Optional[Dict[str, LayerClass]] = None) -> List[SwappedCall]:
     """Calls after which the factory's combined look-ahead mask reaches a cross-attention."""
-    classes = layer_classes(module)
+    classes = layer_classes(module) if classes is None else classes
     out = []
-    for mc in factory_mask_calls(module, factories):
+    for mc in factory_mask_calls(module, factories, classes):
         reach = _slots_reaching_cross(mc.cls_name, mc.carried, classes)
         if 1 in reach and 1 in mc.arg_of and 2 in mc.arg_of:
             out.append(SwappedCall(mc.factory, mc.call, (mc.arg_of[1], mc.arg_of[2])))

@@ -44,6 +44,7 @@ class Hop:
     args: Tuple[cst.Arg, cst.Arg]  # what carries (first, second) in the order they arrived
     names: Tuple[str, str]  # how they are called there (parameter names, or the argument text)
     exchanged: bool
+    key: Optional[str] = None  # the source holding ``nodes``; None: the one the route starts in
 
 
 @dataclass
@@ -138,14 +139,14 @@ def _walk(cls_name: str, carried: Dict[str, int], classes: Dict[str, LayerClass]
         if LOOK_AHEAD in arg_of and CROSS in arg_of:
             out_rank = {slot: inner_params.index(p) for p, slot in inner_carried.items()}
             hop = Hop(where, (call,), (arg_of[first], arg_of[second]), (name_of[first], name_of[second]),
-                      exchanged=out_rank[first] > out_rank[second])
+                      exchanged=out_rank[first] > out_rank[second], key=cls.key)
             _walk(inner, inner_carried, classes, hops + [hop], out, depth + 1)
     if "self" in attention and "cross" in attention:
         (s_call, s_arg, s_slot), (c_call, c_arg, c_slot) = attention["self"], attention["cross"]
         if {s_slot, c_slot} == {LOOK_AHEAD, CROSS}:
             args = (s_arg, c_arg) if s_slot == first else (c_arg, s_arg)
             out.append(hops + [Hop(where, (s_call, c_call), args, (name_of[first], name_of[second]),
-                                   exchanged=s_slot != first)])
+                                   exchanged=s_slot != first, key=cls.key)])
 
 
 def _args_of(call: cst.Call, params: List[str], carried: Dict[str, int]) -> Dict[int, cst.Arg]:
@@ -159,11 +160,13 @@ def _args_of(call: cst.Call, params: List[str], carried: Dict[str, int]) -> Dict
     return out
 
 
-def routes(module: cst.Module, factories: List[Factory]) -> List[Route]:
-    """Every route of the two decoder masks from a factory call to a decoder layer's attentions."""
-    classes = layer_classes(module)
+def routes(module: cst.Module, factories: List[Factory],
+           classes: Optional[Dict[str, LayerClass]] = None) -> List[Route]:
+    """Every route of the two decoder masks from a factory call to a decoder layer's attentions
+    (``classes``: the layer classes ``module`` can use, by default its own)."""
+    classes = layer_classes(module) if classes is None else classes
     out = []
-    for mc in factory_mask_calls(module, factories):
+    for mc in factory_mask_calls(module, factories, classes):
         if LOOK_AHEAD not in mc.arg_of or CROSS not in mc.arg_of:
             continue
         params = call_params(classes[mc.cls_name])
@@ -179,11 +182,12 @@ def routes(module: cst.Module, factories: List[Factory]) -> List[Route]:
     return out
 
 
-def swapped_hops(module: cst.Module, factories: List[Factory]) -> List[Tuple[Route, Hop]]:
+def swapped_hops(module: cst.Module, factories: List[Factory],
+                 classes: Optional[Dict[str, LayerClass]] = None) -> List[Tuple[Route, Hop]]:
     """``(route, hop)`` for each route whose look-ahead mask reaches the cross-attention through
     exactly one exchanging hop, the hop to fix."""
     out = []
-    for r in routes(module, factories):
+    for r in routes(module, factories, classes):
         exchanged = [h for h in r.hops if h.exchanged]
         if r.look_ahead_reaches_cross and len(exchanged) == 1:
             out.append((r, exchanged[0]))

@@ -199,9 +199,11 @@ class _Deps:
         return self.of(value, seen)
 
 
-def path_calls(module: cst.Module, factories: List[Factory]) -> List[PathCall]:
-    """Calls of the module's classes, each with the provenance of its cross-attention mask."""
-    classes = layer_classes(module)
+def path_calls(module: cst.Module, factories: List[Factory],
+               classes: Optional[Dict[str, LayerClass]] = None) -> List[PathCall]:
+    """Calls of the module's classes (``classes``: those it can use, by default its own), each
+    with the provenance of its cross-attention mask."""
+    classes = layer_classes(module) if classes is None else classes
     # an attention layer of the project's (a wrapper) is called for self- and cross-attention alike
     roles = {name: cross_roles(name, classes) for name in classes if attention_roles(name, classes) is None}
     roles = {name: r for name, r in roles.items() if r.mask and r.source and r.target}
@@ -309,10 +311,11 @@ def _definition_names(value: cst.BaseExpression, scope: Scope) -> List[cst.Name]
     return [n for n in iter_nodes(expr, cst.Name) if id(n) not in funcs]
 
 
-def divergent_paths(module: cst.Module, factories: List[Factory]) -> List[Tuple[PathCall, PathCall]]:
+def divergent_paths(module: cst.Module, factories: List[Factory],
+                    classes: Optional[Dict[str, LayerClass]] = None) -> List[Tuple[PathCall, PathCall]]:
     """``(wrong call, a right call of the same class)``: one path builds the cross-attention mask
     from the target or drops it while another builds it from the source."""
-    calls = path_calls(module, factories)
+    calls = path_calls(module, factories, classes)
     out = []
     for pc in calls:
         if pc.kind not in ("target", "missing"):

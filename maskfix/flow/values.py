@@ -20,10 +20,11 @@ Nothing is imported or run.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Dict, FrozenSet, Iterable, List, Optional, Tuple, Union
+from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Tuple, Union
 
 import libcst as cst
 
+from ..symbols import Definition, Symbols
 from ..syntax import iter_nodes, last_name, positional_args, self_attr, span
 from .attention import KERAS_MHA, Attentions, AttentionCall, attention_attributes, attention_calls, bind_loop
 from .reaching import Element, param_names, scope_of
@@ -497,11 +498,21 @@ class Site:
 
 
 class ModuleValues:
-    """The abstract values of one module: helpers, attributes, and layer call parameters."""
+    """The abstract values of one module: helpers, attributes, and layer call parameters.
 
-    def __init__(self, module: cst.Module, attentions: Attentions):
+    Given the run's ``symbols`` (with this module's ``key``) and ``peer`` (another source's
+    values, by key), helpers and classes imported from the run are followed into their source,
+    and a layer's ``call`` parameters are also bound from the calls in the sources importing it.
+    """
+
+    def __init__(self, module: cst.Module, attentions: Attentions, key: Optional[str] = None,
+                 symbols: Optional[Symbols] = None,
+                 peer: Optional[Callable[[str], Optional["ModuleValues"]]] = None):
         self.module = module
         self.attentions = attentions
+        self.key = key
+        self.symbols = symbols if symbols is not None and key in symbols.modules else None
+        self.peer = peer
         self.classes: Dict[str, cst.ClassDef] = {}
         self.owner: Dict[int, Optional[cst.ClassDef]] = {}  # id(fn) -> its class
         self.functions: Dict[str, cst.FunctionDef] = {}
@@ -513,6 +524,10 @@ class ModuleValues:
             for fn in iter_nodes(cls.body, cst.FunctionDef):
                 self.owner.setdefault(id(fn), cls)
         self.own_mha = own_attention(module)
+        self.imported: Dict[str, Definition] = {}  # local name -> a class or function of another source
+        if self.symbols is not None and peer is not None:
+            for table in (self.symbols.functions(key), self.symbols.classes(key)):
+                self.imported.update({n: d for n, d in table.items() if d.key != key})
         self._sites: Optional[Dict[str, List[Site]]] = None
         self._params: Dict[int, Dict[str, MaskValue]] = {}
         self._active: set = set()
@@ -572,25 +587,40 @@ class ModuleValues:
 
     # -- helpers
 
-    def _helpers(self, it: Interpreter, func: cst.BaseExpression) -> List[Tuple[Function, Optional[cst.ClassDef]]]:
+    def _foreign(self, name: str, kind: type) -> Optional[Tuple[Union[cst.ClassDef, cst.FunctionDef], "ModuleValues"]]:
+        """A class or function imported from another source of the run, with that source's values."""
+        d = self.imported.get(name)
+        if d is None or not isinstance(d.node, kind) or self.peer is None:
+            return None
+        program = self.peer(d.key)
+        return (d.node, program) if program is not None else None
+
+    def _helpers(self, it: Interpreter, func: cst.BaseExpression
+                 ) -> List[Tuple[Function, Optional[cst.ClassDef], "ModuleValues"]]:
+        """``(helper, its class, the values of its source)`` for each helper ``func`` may run."""
         attr = self_attr(func)
         if attr and not isinstance(func, cst.Subscript):
             method = self.methods(it.cls).get(attr)
-            return [(method, it.cls)] if method is not None else []
+            return [(method, it.cls, it.program)] if method is not None else []
         if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name):
-            cls = self.classes.get(func.value.value)
+            cls, program = self.classes.get(func.value.value), self
+            if cls is None:
+                cls, program = self._foreign(func.value.value, cst.ClassDef) or (None, self)
             method = self.methods(cls).get(func.attr.value) if cls is not None else None
-            return [(method, cls)] if method is not None else []
+            return [(method, cls, program)] if method is not None else []
         if not isinstance(func, cst.Name):
             return []
         values, _ = it.scope.reaching(func.value, func)
-        local = [(v, it.cls) for v in values if isinstance(v, (cst.FunctionDef, cst.Lambda))]
+        local = [(v, it.cls, it.program) for v in values if isinstance(v, (cst.FunctionDef, cst.Lambda))]
         if local:
             return local
         if it.outer is not None and func.value not in it.scope.assigns:
             return self._helpers(it.outer[0], func)
         helper = self.functions.get(func.value)
-        return [(helper, None)] if helper is not None else []
+        if helper is not None:
+            return [(helper, None, self)]
+        found = self._foreign(func.value, cst.FunctionDef)
+        return [(found[0], None, found[1])] if found is not None else []
 
     def _bound(self, it: Interpreter, helper: Function, call: cst.Call) -> Dict[str, MaskValue]:
         params = param_names(helper)
@@ -615,8 +645,8 @@ class ModuleValues:
         if it.depth >= MAX_DEPTH:
             return TOP
         out = []
-        for helper, cls in helpers:
-            sub = self._evaluate_returns(it, helper, cls, call)
+        for helper, cls, program in helpers:
+            sub = program._evaluate_returns(it, helper, cls, call)
             out.append(join(v for v in sub if v is not None) if sub else TOP)
         return join(out)
 
@@ -649,7 +679,8 @@ class ModuleValues:
         helpers = self._helpers(it, call.func)
         if not helpers or it.depth >= MAX_DEPTH:
             return None
-        return join(v for helper, cls in helpers for v in self._evaluate_returns(it, helper, cls, call, index))
+        return join(v for helper, cls, program in helpers
+                    for v in program._evaluate_returns(it, helper, cls, call, index))
 
     def attribute(self, cls: Optional[cst.ClassDef], attr: str, depth: int) -> MaskValue:
         """A mask kept on ``self`` (built once, in ``__init__`` or ``build``)."""
@@ -679,10 +710,10 @@ class ModuleValues:
         is_call = cls is not None and fn.name.value in ("call", "__call__")
         if is_call and depth < MAX_DEPTH and id(fn) not in self._active:
             self._active.add(id(fn))
-            sites = self.sites().get(cls.name.value, [])
+            sites = [(self, site) for site in self.sites().get(cls.name.value, [])] + self._foreign_sites(cls)
             per: Dict[str, List[MaskValue]] = {}
-            for site in sites:
-                caller = self.interpreter(site.fn, site.cls, depth + 1)
+            for program, site in sites:
+                caller = program.interpreter(site.fn, site.cls, depth + 1)
                 for arg, name in zip(positional_args(site.call), names):
                     per.setdefault(name, []).append(caller.value(arg.value))
                 for a in site.call.args:
@@ -699,12 +730,26 @@ class ModuleValues:
             self._params[id(fn)] = out
         return out
 
+    def _foreign_sites(self, cls: cst.ClassDef) -> List[Tuple["ModuleValues", Site]]:
+        """Calls of ``cls`` in the other sources of the run that import it."""
+        if self.symbols is None or self.peer is None:
+            return []
+        d = self.symbols.classes(self.key).get(cls.name.value)
+        if d is None or d.node is not cls:
+            return []
+        out = []
+        for key, local in self.symbols.users(d):
+            program = self.peer(key)
+            if program is not None:
+                out += [(program, site) for site in program.sites().get(local, [])]
+        return out
+
     def sites(self) -> Dict[str, List[Site]]:
-        """Calls of the module's own layer classes, by class name."""
+        """Calls of the layer classes the module defines or imports from the run, by local name."""
         if self._sites is not None:
             return self._sites
         out: Dict[str, List[Site]] = {}
-        names = set(self.classes)
+        names = set(self.classes) | {n for n, d in self.imported.items() if isinstance(d.node, cst.ClassDef)}
         for fn, cls in self.functions_with_classes():
             attrs: Dict[str, str] = {}
             if cls is not None:
@@ -777,12 +822,16 @@ def _keras_built(cls: cst.ClassDef) -> set:
 _CACHE: Dict[int, Tuple[cst.Module, ModuleValues]] = {}
 
 
-def module_values(module: cst.Module, runtime: str, wrappers: Optional[Dict] = None) -> ModuleValues:
+def module_values(module: cst.Module, runtime: str, wrappers: Optional[Dict] = None, key: Optional[str] = None,
+                  symbols: Optional[Symbols] = None,
+                  peer: Optional[Callable[[str], Optional[ModuleValues]]] = None) -> ModuleValues:
+    """The values of ``module``; with the run's ``symbols`` and ``peer``, across its sources (see
+    ``ModuleValues``)."""
     hit = _CACHE.get(id(module))
     if hit is None or hit[0] is not module:
         if len(_CACHE) > 4:
             _CACHE.clear()
-        hit = _CACHE[id(module)] = (module, ModuleValues(module, Attentions(runtime, wrappers)))
+        hit = _CACHE[id(module)] = (module, ModuleValues(module, Attentions(runtime, wrappers), key, symbols, peer))
     return hit[1]
 
 

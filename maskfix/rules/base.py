@@ -13,9 +13,11 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tupl
 import libcst as cst
 
 from ..analysis import CallSite, DecoderClass, ModuleFacts
-from ..factories import Factory
+from ..factories import Factory, LayerClass, layer_classes
 from ..flow.attention import Signature
+from ..flow.values import ModuleValues, module_values
 from ..rewrite import Edits, Style
+from ..symbols import Symbols
 
 Fix = Callable[[Edits, Style], None]
 
@@ -30,6 +32,7 @@ class Problem:
     fix: Optional[Fix] = None  # None: reported only (manual work)
     key: object = None  # what is wrong (e.g. the decoder), for rules that follow up on another
     anchors: Sequence[cst.CSTNode] = ()  # further nodes whose line may carry ``# noqa``
+    home: Optional[str] = None  # the source of the run holding ``node``, when not the one checked
 
 
 @dataclass
@@ -51,6 +54,17 @@ class Context:
     style: Optional[Style] = None  # how new code is written here; the whole file's, even when sliced
     # the run's other sources: (key, module, names it imports from others; "*" after a star import)
     others: Sequence[Tuple[str, cst.Module, Set[str]]] = ()
+    symbols: Optional[Symbols] = None  # the run's classes and functions, as each source sees them
+    peers: Dict[str, "Context"] = field(default_factory=dict)  # every source's context, by key
+
+    def values(self) -> ModuleValues:
+        """The abstract mask values of this source, followed into the run's other sources."""
+        return module_values(self.module, self.facts.dialect.runtime, self.attentions, self.key, self.symbols,
+                             lambda key: self.peers[key].values() if key in self.peers else None)
+
+    def layer_classes(self) -> Dict[str, LayerClass]:
+        """The layer classes this source can use: its own and those it imports from the run."""
+        return layer_classes(self.module, self.symbols, self.key)
 
 
 # keys of the fixable, unsuppressed problems of each code, run-wide

@@ -68,9 +68,10 @@ After:
         if not ctx.visible_factories:
             return
         # a call whose masks are exchanged further down, not at the call, is MF010's
-        inner = {id(route.start.call) for route, hop in swapped_hops(ctx.module, ctx.visible_factories)
+        classes = ctx.layer_classes()
+        inner = {id(route.start.call) for route, hop in swapped_hops(ctx.module, ctx.visible_factories, classes)
                  if hop is not route.hops[0]}
-        for s in find_swapped_calls(ctx.module, ctx.visible_factories):
+        for s in find_swapped_calls(ctx.module, ctx.visible_factories, classes):
             if id(s.call) not in inner:
                 yield Problem(self.code, s.call, message(s), _fix(s), key=id(s.call))
 

@@ -7,7 +7,7 @@ from typing import Iterable, Optional, Tuple
 
 import libcst as cst
 
-from ..flow.values import TOP, ModuleValues, is_self_attention, module_values
+from ..flow.values import TOP, ModuleValues, is_self_attention
 from ..flow.attention import AttentionCall
 from ..rewrite import Edits, Style
 from ..syntax import iter_nodes, last_name
@@ -82,7 +82,7 @@ After:
         evidence = _evidence(ctx)
         if evidence is None:
             return
-        mv = module_values(ctx.module, ctx.facts.dialect.runtime, ctx.attentions)
+        mv = ctx.values()
         for fn, cls in mv.functions_with_classes():
             calls = mv.attention_calls(fn, cls)
             selfs = [(n, ac) for n, ac in calls if is_self_attention(ac)]

@@ -8,7 +8,7 @@ import libcst as cst
 
 from ..flow.attention import AttentionCall
 from ..flow.reaching import param_names
-from ..flow.values import ADDITIVE, BOOL, CAUSAL, MASKED, MaskValue, module_values
+from ..flow.values import ADDITIVE, BOOL, CAUSAL, MASKED, MaskValue
 from ..rewrite import Edits, Style
 from .base import Context, Problem, Rule
 
@@ -88,7 +88,7 @@ After:
     )
 
     def check(self, ctx: Context) -> Iterable[Problem]:
-        mv = module_values(ctx.module, ctx.facts.dialect.runtime, ctx.attentions)
+        mv = ctx.values()
         keras3 = ctx.facts.dialect.runtime == "keras3"
         for fn, cls in mv.functions_with_classes():
             calls = mv.attention_calls(fn, cls)

@@ -81,13 +81,13 @@ After:
         if not ctx.visible_factories:
             return
         seen: Set[int] = set()
-        for route, hop in swapped_hops(ctx.module, ctx.visible_factories):
+        for route, hop in swapped_hops(ctx.module, ctx.visible_factories, ctx.layer_classes()):
             if hop is route.hops[0] or id(hop.args[0]) in seen:
                 continue  # the call itself exchanges them: MF006
             seen.add(id(hop.args[0]))
             node = hop.args[0].value if len(hop.nodes) == 2 else hop.nodes[0]
             yield Problem(self.code, node, message(route, hop), _fix(hop), key=id(hop.args[0]),
-                          anchors=hop.nodes)
+                          anchors=hop.nodes, home=hop.key)
 
 
 def message(route: Route, hop: Hop) -> str:

@@ -35,10 +35,10 @@ REASONS = {
                           "self.layers`, not through zip() loop variables",
     "own_attention_class": "a project attention class that forwards to Keras MultiHeadAttention is recognised "
                            "only when it is named MultiHeadAttention",
-    "sibling_module": "MF006 reads the parameter order of the project's own attention class only in the file "
-                      "that calls it, not in a sibling module",
-    "sibling_module_star": "MF006 reads the parameter order of the project's own attention class only in the "
-                           "file that calls it, not in a module imported with `*`",
+    "sibling_module": "MF012 looks for a layer's sub-model calls only in the file defining the layer; and a "
+                      "file holding only a decoder layer over the project's own attention class (no "
+                      "MultiHeadAttention, no mask factory) does not pass the byte prefilter",
+    "sibling_module_star": "as sibling_module, with the layer imported with `*`",
 }
 
 # transformation -> fixtures (with the failure seen when the entry was added)
@@ -95,24 +95,14 @@ KNOWN_FAILURES = {
         'fam_stack_swapped_keras3',  # verdict {MF006 [*]}, expected {MF010 [*]}
     },
     'sibling_module': {
-        'fam_factory_swapped',  # verdict {}, expected {MF006 [*]}
         'fam_implicit_submodel_keras3',  # verdict {}, expected {MF012 [*]}
         'fam_implicit_submodel_tf',  # verdict {}, expected {MF012 [*]}
         'fam_layer_swapped_tf',  # verdict {}, expected {MF010 [*]}
-        'fam_polarity_bool_keras3',  # verdict {}, expected {MF009 [*]}
-        'fam_polarity_tutorial_tf',  # verdict {}, expected {MF009 [*]}
-        'fam_stack_swapped_keras3',  # verdict {}, expected {MF010 [*]}
-        'gen_path_swapped',  # verdict {}, expected {MF006 [*]}
     },
     'sibling_module_star': {
-        'fam_factory_swapped',  # verdict {}, expected {MF006 [*]}
         'fam_implicit_submodel_keras3',  # verdict {}, expected {MF012 [*]}
         'fam_implicit_submodel_tf',  # verdict {}, expected {MF012 [*]}
         'fam_layer_swapped_tf',  # verdict {}, expected {MF010 [*]}
-        'fam_polarity_bool_keras3',  # verdict {}, expected {MF009 [*]}
-        'fam_polarity_tutorial_tf',  # verdict {}, expected {MF009 [*]}
-        'fam_stack_swapped_keras3',  # verdict {}, expected {MF010 [*]}
-        'gen_path_swapped',  # verdict {}, expected {MF006 [*]}
     },
 }
 

@@ -1,0 +1,145 @@
+"""The run's symbol table: a layer or helper defined in one source and imported by another is
+followed by every rule as if both were one file, and a problem is reported (and fixed) in the
+source that holds it."""
+
+import libcst as cst
+
+from maskfix import engine
+from maskfix.symbols import Symbols, imported_names
+
+LAYERS = '''import tensorflow as tf
+
+
+class Heads(tf.keras.layers.Layer):
+    def call(self, v, k, q, mask):
+        return q
+
+
+class DecoderLayer(tf.keras.layers.Layer):
+    def __init__(self):
+        super().__init__()
+        self.mha1 = Heads()
+        self.mha2 = Heads()
+
+    def call(self, x, enc_output, look_ahead_mask, padding_mask):
+        x = self.mha1(x, x, x, {self_mask})
+        return self.mha2(enc_output, enc_output, x, {cross_mask})
+'''
+
+MAIN = '''import tensorflow as tf
+from layers import {imports}
+
+
+def create_padding_mask(seq):
+    seq = tf.cast(tf.math.equal(seq, 0), tf.float32)
+    return seq[:, tf.newaxis, tf.newaxis, :]
+
+
+def create_look_ahead_mask(size):
+    return 1 - tf.linalg.band_part(tf.ones((size, size)), -1, 0)
+
+
+def create_masks(inp, tar):
+    enc_padding_mask = create_padding_mask(inp)
+    dec_padding_mask = create_padding_mask(inp)
+    look_ahead_mask = create_look_ahead_mask(tf.shape(tar)[1])
+    combined_mask = tf.maximum(create_padding_mask(tar), look_ahead_mask)
+    return enc_padding_mask, combined_mask, dec_padding_mask
+
+
+class Transformer(tf.keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.decoder = {layer}()
+
+    def call(self, inp, tar, enc_output):
+        enc_padding_mask, combined_mask, dec_padding_mask = create_masks(inp, tar)
+        return self.decoder(tar, enc_output, {first}, {second})
+'''
+
+
+def _run(layers: str, main: str, fix: bool = False):
+    return engine.run({"layers.py": layers, "main.py": main}, fix=fix)
+
+
+def _codes(out):
+    return {k: [f.code for f in o.findings] for k, o in out.items()}
+
+
+def test_imports_resolve_by_name_alias_and_star():
+    a = cst.parse_module("class A:\n    pass\n\n\ndef f():\n    pass\n")
+    b = cst.parse_module("from a import A as B, f\n")
+    c = cst.parse_module("from a import *\n")
+    d = cst.parse_module("from a import f\n\n\ndef f():\n    pass\n")
+    symbols = Symbols([("a.py", a), ("b.py", b), ("c.py", c), ("d.py", d)])
+    assert imported_names(b) == {"B": "A", "f": "f"}
+    assert symbols.classes("b.py")["B"].key == "a.py" and symbols.functions("b.py")["f"].key == "a.py"
+    assert set(symbols.classes("c.py")) == {"A"}
+    assert symbols.functions("d.py")["f"].key == "d.py"  # a source's own definition comes first
+    assert sorted(symbols.users(symbols.classes("a.py")["A"])) == [("b.py", "B"), ("c.py", "A")]
+
+
+def test_swapped_call_is_judged_through_an_imported_attention_class():
+    # Heads takes (v, k, q, mask): read in layers.py, it says which attention is the cross one
+    layers = LAYERS.format(self_mask="look_ahead_mask", cross_mask="padding_mask")
+    swapped = MAIN.format(imports="DecoderLayer", layer="DecoderLayer",
+                          first="dec_padding_mask", second="combined_mask")
+    out = _run(layers, swapped, fix=True)
+    assert _codes(out) == {"layers.py": [], "main.py": ["MF006"]}
+    assert "self.decoder(tar, enc_output, combined_mask, dec_padding_mask)" in out["main.py"].new_source
+    right = MAIN.format(imports="DecoderLayer", layer="DecoderLayer",
+                        first="combined_mask", second="dec_padding_mask")
+    assert _codes(_run(layers, right)) == {"layers.py": [], "main.py": []}
+
+
+def test_hop_in_an_imported_layer_is_reported_and_fixed_in_its_own_source():
+    layers = LAYERS.format(self_mask="padding_mask", cross_mask="look_ahead_mask")
+    for imports, layer in (("DecoderLayer", "DecoderLayer"), ("DecoderLayer as Dec", "Dec"), ("*", "DecoderLayer")):
+        main = MAIN.format(imports=imports, layer=layer, first="combined_mask", second="dec_padding_mask")
+        out = _run(layers, main, fix=True)
+        assert _codes(out) == {"layers.py": ["MF010"], "main.py": []}, imports
+        assert out["layers.py"].findings[0].line == 17
+        fixed = out["layers.py"].new_source
+        assert "self.mha1(x, x, x, look_ahead_mask)" in fixed and "x, padding_mask)" in fixed
+        assert out["main.py"].new_source is None
+
+
+POLARITY_LAYER = '''from tensorflow.keras import layers
+
+
+class DecoderLayer(layers.Layer):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.mha1 = layers.MultiHeadAttention(num_heads=heads, key_dim=dim)
+        self.mha2 = layers.MultiHeadAttention(num_heads=heads, key_dim=dim)
+
+    def call(self, x, enc_output, look_ahead_mask, padding_mask):
+        x = x + self.mha1(x, x, attention_mask=look_ahead_mask)
+        return x + self.mha2(x, enc_output, attention_mask=padding_mask)
+'''
+
+POLARITY_MAIN = '''import tensorflow as tf
+from tensorflow.keras import layers
+from decoder_layer import DecoderLayer
+
+
+def create_padding_mask(seq):
+    return tf.cast(tf.math.equal(seq, 0), tf.float32)[:, tf.newaxis, :]
+
+
+class Decoder(layers.Layer):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.layer = DecoderLayer(dim, heads)
+
+    def call(self, x, enc_output, inp, tar):
+        return self.layer(x, enc_output, create_padding_mask(tar), create_padding_mask(inp))
+'''
+
+
+def test_layer_parameters_are_bound_from_calls_in_importing_sources():
+    out = engine.run({"decoder_layer.py": POLARITY_LAYER, "main.py": POLARITY_MAIN}, fix=True)
+    assert _codes(out) == {"decoder_layer.py": ["MF009", "MF009"], "main.py": []}
+    assert "attention_mask=1 - look_ahead_mask" in out["decoder_layer.py"].new_source
+    # alone, the layer's masks are unknown: nothing to judge
+    assert _codes(engine.run({"decoder_layer.py": POLARITY_LAYER})) == {"decoder_layer.py": []}
