@@ -143,3 +143,49 @@ def test_layer_parameters_are_bound_from_calls_in_importing_sources():
     assert "attention_mask=1 - look_ahead_mask" in out["decoder_layer.py"].new_source
     # alone, the layer's masks are unknown: nothing to judge
     assert _codes(engine.run({"decoder_layer.py": POLARITY_LAYER})) == {"decoder_layer.py": []}
+
+
+IMPLICIT_LAYER = '''import keras
+from keras import layers
+
+
+class Decoder(layers.Layer):
+    def __init__(self):
+        super().__init__()
+        self.self_attention = layers.MultiHeadAttention(2, 8)
+        self.cross_attention = layers.MultiHeadAttention(2, 8)
+        self.supports_masking = True
+
+    def call(self, x, memory):
+        x = x + self.self_attention(query=x, value=x, key=x, use_causal_mask=True)
+        return x + self.cross_attention(query=x, value=memory, key=memory)
+'''
+
+IMPLICIT_MAIN = '''import keras
+from keras import layers
+from decoder import Decoder
+
+source = keras.Input(shape=(None,), dtype="int32")
+memory = layers.Embedding(100, 8, mask_zero=True)(source)
+target = keras.Input(shape=(None,), dtype="int32")
+memory_in = keras.Input(shape=(None, 8))
+y = Decoder()(layers.Embedding(100, 8, mask_zero=True)(target), memory_in)
+decoder = keras.Model([target, memory_in], y)
+model = keras.Model([source, target], decoder([target, memory]))
+encoder = keras.Model(source, memory)
+
+
+def next_token(source_ids, target_ids):
+    return decoder.predict([target_ids, encoder.predict(source_ids)])[:, -1].argmax(-1)
+'''
+
+
+def test_implicit_decoder_is_judged_by_the_sub_models_of_importing_sources():
+    out = engine.run({"decoder.py": IMPLICIT_LAYER, "main.py": IMPLICIT_MAIN}, fix=True)
+    assert _codes(out) == {"decoder.py": ["MF012"], "main.py": []}
+    assert "(main.py:16)" in out["decoder.py"].findings[0].message
+    assert "attention_mask=cross_attention_mask" in out["decoder.py"].new_source
+    # the sub-model in the importing source gets the new input, and predict passes it
+    assert 'name="encoder_padding_mask"' in out["main.py"].new_source
+    again = engine.run({"decoder.py": out["decoder.py"].new_source, "main.py": out["main.py"].new_source})
+    assert _codes(again) == {"decoder.py": [], "main.py": []}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 import libcst as cst
 
@@ -102,9 +102,10 @@ and the sub-model gains an `encoder_padding_mask` Input, passed at every call.
                           _fix(dec, keyword, ctx) if keyword else None, key=id(dec.node), anchors=(dec.node,))
 
     def follow(self, ctx: Context, flagged: Flagged, edits: Edits) -> Iterable[Problem]:
-        """Thread ``encoder_padding_mask`` to the sub-models of the layers this run fixes."""
+        """Thread ``encoder_padding_mask`` to the sub-models of the layers this run fixes, here
+        and where they are imported."""
         fixed = flagged.get(self.code, set())
-        for dec, _ in implicit_decoders(ctx.module, ctx.facts):
+        for dec in _usable(ctx):
             if id(dec.node) not in fixed:
                 continue
             planner = CallSitePlanner(ctx.facts, Style(ctx.module), edits, ctx.others)
@@ -115,24 +116,51 @@ and the sub-model gains an `encoder_padding_mask` Input, passed at every call.
         return ()
 
 
-def _unreachable(dec: DecoderClass, ctx: Context) -> Optional[cst.Call]:
-    """A call that gives the layer's sub-model encoder outputs without a mask (``predict``, which
-    works on arrays), where the encoder's ids are padded; None when there is none."""
-    planner = CallSitePlanner(ctx.facts, Style(ctx.module), Edits(), ctx.others)
-    for site in find_call_sites(ctx.module, [dec]):
-        plan = planner.plan(site)
-        if plan.kind != "submodel" or not padded_ids(ctx.module, ctx.facts, set(plan.sources)):
-            continue
-        for use in plan.uses:
-            if use.method in ARRAY_METHODS:
-                return use.call
+def _usable(ctx: Context) -> List[DecoderClass]:
+    """The implicit decoders of this source and those it imports from the run's others."""
+    out = [dec for dec, _ in implicit_decoders(ctx.module, ctx.facts)]
+    if ctx.symbols is None:
+        return out
+    homes: Dict[str, Set[int]] = {}
+    for _, d in ctx.symbols.imported_classes(ctx.key):
+        homes.setdefault(d.key, set()).add(id(d.node))
+    for key, nodes in homes.items():
+        peer = ctx.peers.get(key)
+        if peer is not None:
+            out += [dec for dec, _ in implicit_decoders(peer.module, peer.facts) if id(dec.node) in nodes]
+    return out
+
+
+def _callers(dec: DecoderClass, ctx: Context) -> List[Context]:
+    """This source and the sources of the run that import ``dec``."""
+    out = [ctx]
+    d = ctx.symbols.classes(ctx.key).get(dec.name) if ctx.symbols is not None else None
+    if d is not None and d.node is dec.node:
+        out += [ctx.peers[key] for key, _ in ctx.symbols.users(d) if key in ctx.peers]
+    return out
+
+
+def _unreachable(dec: DecoderClass, ctx: Context) -> Optional[Tuple[str, cst.Call]]:
+    """``(source, call)``: a call that gives the layer's sub-model encoder outputs without a mask
+    (``predict``, which works on arrays), where the encoder's ids are padded; None when there is none."""
+    for caller in _callers(dec, ctx):
+        planner = CallSitePlanner(caller.facts, Style(caller.module), Edits(), caller.others)
+        for site in find_call_sites(caller.module, [dec]):
+            plan = planner.plan(site)
+            if plan.kind != "submodel" or not padded_ids(caller.module, caller.facts, set(plan.sources)):
+                continue
+            for use in plan.uses:
+                if use.method in ARRAY_METHODS:
+                    return caller.key, use.call
     return None
 
 
-def message(dec: DecoderClass, use: cst.Call, ctx: Context) -> str:
-    line = ctx.where(ctx.key, use)[0]
+def message(dec: DecoderClass, use: Tuple[str, cst.Call], ctx: Context) -> str:
+    key, call = use
+    line = ctx.where(key, call)[0]
+    where = f"line {line}" if key == ctx.key else f"{key}:{line}"
     return (f"cross-attention over `{dec.enc_param}` in {dec.name}.call relies on the mask Keras attaches "
-            f"to `{dec.enc_param}`, but the decoder sub-model is also run with `predict` (line {line}), "
+            f"to `{dec.enc_param}`, but the decoder sub-model is also run with `predict` ({where}), "
             "whose arrays carry no mask, so there the source padding is attended to")
 
 

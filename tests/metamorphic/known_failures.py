@@ -35,8 +35,7 @@ REASONS = {
                           "self.layers`, not through zip() loop variables",
     "own_attention_class": "a project attention class that forwards to Keras MultiHeadAttention is recognised "
                            "only when it is named MultiHeadAttention",
-    "sibling_module": "MF012 looks for a layer's sub-model calls only in the file defining the layer; and a "
-                      "file holding only a decoder layer over the project's own attention class (no "
+    "sibling_module": "a file holding only a decoder layer over the project's own attention class (no "
                       "MultiHeadAttention, no mask factory) does not pass the byte prefilter",
     "sibling_module_star": "as sibling_module, with the layer imported with `*`",
 }
@@ -95,13 +94,9 @@ KNOWN_FAILURES = {
         'fam_stack_swapped_keras3',  # verdict {MF006 [*]}, expected {MF010 [*]}
     },
     'sibling_module': {
-        'fam_implicit_submodel_keras3',  # verdict {}, expected {MF012 [*]}
-        'fam_implicit_submodel_tf',  # verdict {}, expected {MF012 [*]}
         'fam_layer_swapped_tf',  # verdict {}, expected {MF010 [*]}
     },
     'sibling_module_star': {
-        'fam_implicit_submodel_keras3',  # verdict {}, expected {MF012 [*]}
-        'fam_implicit_submodel_tf',  # verdict {}, expected {MF012 [*]}
         'fam_layer_swapped_tf',  # verdict {}, expected {MF010 [*]}
     },
 }
