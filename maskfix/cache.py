@@ -5,7 +5,7 @@ Most files of a tree cannot hold a finding, and the screen that says so
 cache in ``.maskfix_cache/`` remembers, per maskfix version and settings:
 
 - for each file path: its ``stat`` signature (size, mtime, ctime, inode) and
-  its verdict (the file cannot hold a finding);
+  its verdict (the file cannot hold a finding, or it must reach the engine);
 - for each file that took the ``ast`` screen, the costly part: the BLAKE2
   digest of its bytes and the verdict for them;
 - the digests of the last engine runs that found nothing at all: the engine
@@ -16,9 +16,9 @@ changes its ctime, which no user can set back, so a changed file is never
 trusted; a file changed less than ``RACY_SECONDS`` before it was screened is not
 recorded at all, since a second write within the same clock tick could keep the
 signature.  A file whose signature changed but whose bytes did not (a checkout, a
-copy, ``touch``) is read and hashed, never parsed again.  Only verdicts that
-send a file nowhere are cached: a file that may hold a finding is always
-analysed.  The cache is written atomically (a temporary file, then a rename), so
+copy, ``touch``) is read and hashed, never parsed again.  A file that may hold
+a finding is always read and analysed (or answered by a clean engine run of the
+same sources); the cache spares it only the screen.  The cache is written atomically (a temporary file, then a rename), so
 concurrent runs never see half a cache; a damaged or unreadable cache counts as
 empty, and a cache that cannot be written is skipped silently.
 """

@@ -237,27 +237,35 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
         if args.paths == ["-"]:
             return _analyse(run, fix, codes)
     progress = _Progress(not args.quiet)
-    others: List[Path] = []
+    others: List[str] = []
     paths = [p for p in args.paths if p != "-"]
     screens = _open_cache(args, settings)
     for path, problem, (kind, payload), sig in _screen_all(discover_stat(paths, settings.exclude), args.jobs, screens):
         run.files_seen += 1
         progress.tick(run.files_seen)
-        if screens is not None and sig is not None and kind in ("other", "skip"):
-            screens.store(sig[0], sig[1], kind, payload)
+        if screens is not None and sig is not None:
+            if kind in ("other", "skip"):
+                screens.store(sig[0], sig[1], kind, payload)
+            elif kind == "parse":
+                try:
+                    if payload is None:  # known to need the engine: only the screen is spared
+                        payload = read_bytes(path)
+                    screens.store(sig[0], sig[1], kind, digest(payload))
+                except FileError as exc:
+                    kind, payload = "error", str(exc)
         if problem:
-            run.errors.append((str(path), problem))
+            run.errors.append((path, problem))
         elif kind == "error":
-            run.errors.append((str(path), payload))
+            run.errors.append((path, payload))
         elif kind == "other":
             others.append(path)  # defines nothing to report, but may call a decoder defined elsewhere
         elif kind == "parse":
             try:
-                item = _prepare(str(path), path, payload)
+                item = _prepare(path, Path(path), payload)
                 if item is not None:
                     run.inputs[_key(run, path)] = item
             except FileError as exc:
-                run.errors.append((str(path), str(exc)))
+                run.errors.append((path, str(exc)))
     _analyse(run, fix, codes, progress, screens)
     # decoders, attention layers and mask factories defined in the parsed files, used from the others
     names = {n for o in run.outcomes.values() for n in (*o.decoders, *o.attention_layers, *o.mask_factories)}
@@ -267,11 +275,11 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
         for path in others:
             try:
                 raw = read_bytes(path)
-                item = _prepare(str(path), path, raw) if any(n in raw for n in needles) else None
+                item = _prepare(path, Path(path), raw) if any(n in raw for n in needles) else None
                 if item is not None:
                     run.inputs[_key(run, path)] = item
             except FileError as exc:
-                run.errors.append((str(path), str(exc)))
+                run.errors.append((path, str(exc)))
         _analyse(run, fix, codes, progress, screens)
     progress.done()
     if screens is not None:
@@ -294,16 +302,15 @@ def _open_cache(args, settings: Settings) -> Optional[ScreenCache]:
 # Verdicts by content digest from the screen cache, or None when caching is off (nothing is hashed).
 _KNOWN: Optional[Dict[bytes, str]] = None
 
-def _key(run: Run, path: Path) -> str:
+def _key(run: Run, key: str) -> str:
     """The run's key for a file; standard input named like the file keeps its own."""
-    key = str(path)
     return os.path.abspath(key) if run.stdin is not None and run.stdin[0] == key else key
 
 
 PARALLEL_MIN_FILES = 256  # below this, starting workers costs more than it saves
 
 
-def _screen_file(path: Path, here: bool = False) -> Tuple[str, object]:
+def _screen_file(path: str, here: bool = False) -> Tuple[str, object]:
     """``("parse", raw)`` when LibCST must see the file, else ``("other"|"skip", digest)`` or ``("error", reason)``.
 
     The digest of the bytes is given (else None) when the cache is on and the file took the
@@ -315,21 +322,24 @@ def _screen_file(path: Path, here: bool = False) -> Tuple[str, object]:
     """
     try:
         raw = read_bytes(path)
-        notebook = path.suffix == ".ipynb"
+        notebook = path.endswith(".ipynb")
         if not might_match(raw, notebook=notebook):
             # Cannot hold a finding, so it is not parsed; a file that is not
             # text (or not a notebook) is still reported.
             if notebook:
-                _prepare(str(path), path, raw)
+                _prepare(path, Path(path), raw)
             else:
                 check_decodable(path, raw)
             return "other", None
         key = None
         if _KNOWN is not None:
             key = digest(raw)
-            if _KNOWN.get(key) in ("other", "skip"):
-                return _KNOWN[key], key
-        item = _prepare(str(path), path, raw)
+            known = _KNOWN.get(key)
+            if known in ("other", "skip"):
+                return known, key
+            if known == "parse":
+                return "parse", raw
+        item = _prepare(path, Path(path), raw)
         if item is None:
             return "skip", key
         from .screen import worth_parsing
@@ -339,7 +349,7 @@ def _screen_file(path: Path, here: bool = False) -> Tuple[str, object]:
         return "error", str(exc)
 
 
-def _screen_chunk(paths: List[Path]) -> List[Tuple[str, object]]:
+def _screen_chunk(paths: List[str]) -> List[Tuple[str, object]]:
     return [_screen_file(p) for p in paths]
 
 
@@ -429,7 +439,7 @@ def _broken_pool() -> type:
     return BrokenProcessPool
 
 
-def _screen_isolated(paths: List[Path], context) -> List[Tuple[str, object]]:
+def _screen_isolated(paths: List[str], context) -> List[Tuple[str, object]]:
     """Screen ``paths`` in child processes; a file that kills its child is reported, the rest go on."""
     results: List[Tuple[str, object]] = []
     while len(results) < len(paths):
@@ -450,7 +460,7 @@ def _screen_isolated(paths: List[Path], context) -> List[Tuple[str, object]]:
     return results
 
 
-def _screen_into(paths: List[Path], writer) -> None:
+def _screen_into(paths: List[str], writer) -> None:
     for path in paths:
         writer.send(_screen_file(path))
     writer.close()

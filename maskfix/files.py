@@ -27,12 +27,12 @@ class FileError(Exception):
     """A file that cannot be handled; the message is the one-line reason."""
 
 
-def _excluded(path: Path, patterns: Sequence[str]) -> bool:
+def _excluded(path: str, patterns: Sequence[str]) -> bool:
     """``patterns`` as :func:`maskfix.config.exclude_patterns` makes them: a name, or an absolute path glob."""
     absolute = None
     for p in patterns:
         if "/" not in p:
-            if fnmatch.fnmatch(path.name, p):
+            if fnmatch.fnmatch(os.path.basename(path), p):
                 return True
             continue
         if absolute is None:
@@ -45,21 +45,22 @@ def _excluded(path: Path, patterns: Sequence[str]) -> bool:
 def discover(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator[Tuple[Path, Optional[str]]]:
     """Yield ``(path, error)`` for every source file under ``paths`` (see ``discover_stat``)."""
     for path, problem, _, _ in discover_stat(paths, exclude):
-        yield path, problem
+        yield Path(path), problem
 
 
-Found = Tuple[Path, Optional[str], Optional[os.stat_result], Optional[str]]
+Found = Tuple[str, Optional[str], Optional[os.stat_result], Optional[str]]
 
 
 def discover_stat(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator[Found]:
     """Yield ``(path, error, stat, real path)`` for every source file under ``paths``; stat and real
-    path are None with an error.
+    path are None with an error.  Paths are strings: a tree has thousands, and ``pathlib`` would
+    cost more than the walk itself.
 
     Directories are walked without following symlinks; a symlinked file is
     used only when its target lies inside one of the given paths.  Files
     named explicitly are always used (like ruff), whatever their suffix.
     """
-    roots = [Path(p) for p in paths]
+    roots = [str(Path(p)) for p in paths]  # spelled as pathlib would: "./a/" is "a"
     real_roots = [os.path.realpath(p) for p in roots]
     seen: set = set()
 
@@ -70,7 +71,7 @@ def discover_stat(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator
         if not os.path.lexists(root):
             yield root, "no such file or directory", None, None
             continue
-        if not root.is_dir():
+        if not os.path.isdir(root):
             try:
                 st = os.stat(root)
             except OSError as exc:
@@ -88,7 +89,7 @@ def discover_stat(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator
         yield from _walk(root, real_root, exclude, inside, seen)
 
 
-def _walk(root: Path, real_root: str, exclude: Sequence[str], inside, seen: set) -> Iterator[Found]:
+def _walk(root: str, real_root: str, exclude: Sequence[str], inside, seen: set) -> Iterator[Found]:
     """Depth first, names sorted, each folder's files before its subfolders (as ``os.walk`` goes).
 
     One ``scandir`` per folder and one ``lstat`` per source file: a folder's real path is its
@@ -97,6 +98,9 @@ def _walk(root: Path, real_root: str, exclude: Sequence[str], inside, seen: set)
     stack = [(root, real_root, True)]
     while stack:
         here, real_here, top = stack.pop()
+        # children spelled as ``Path(here) / name`` would be, without its cost
+        prefix = "" if here == "." else here if here.endswith(os.sep) else here + os.sep
+        real_prefix = real_here if real_here.endswith(os.sep) else real_here + os.sep
         try:
             with os.scandir(here) as listing:
                 entries = sorted(listing, key=lambda e: e.name)
@@ -113,12 +117,12 @@ def _walk(root: Path, real_root: str, exclude: Sequence[str], inside, seen: set)
                 is_dir = False
             if is_dir:
                 if (not entry.is_symlink() and name not in SKIP_DIRS and not name.endswith(".egg-info")
-                        and not _excluded(here / name, exclude)):
+                        and not (exclude and _excluded(prefix + name, exclude))):
                     folders.append(name)
                 continue
             if not name.endswith(SOURCE_SUFFIXES):
                 continue
-            path = here / name
+            path = prefix + name
             if exclude and _excluded(path, exclude):
                 continue
             try:
@@ -135,7 +139,7 @@ def _walk(root: Path, real_root: str, exclude: Sequence[str], inside, seen: set)
                     yield path, _link_problem(exc), None, None
                     continue
             else:
-                real = os.path.join(real_here, name)
+                real = real_prefix + name
             if not stat.S_ISREG(st.st_mode):
                 # A FIFO or device would block or never end when read.
                 yield path, "not a regular file", None, None
@@ -145,7 +149,7 @@ def _walk(root: Path, real_root: str, exclude: Sequence[str], inside, seen: set)
             seen.add(real)
             yield path, None, st, real
         for name in reversed(folders):
-            stack.append((here / name, os.path.join(real_here, name), False))
+            stack.append((prefix + name, real_prefix + name, False))
 
 
 def _link_problem(exc: OSError) -> str:
@@ -172,7 +176,7 @@ class SourceFile:
             raise FileError(f"the fix cannot be written in the file's encoding ({self.encoding})") from exc
 
 
-def read_bytes(path: Path) -> bytes:
+def read_bytes(path: "str | Path") -> bytes:
     try:
         with open(path, "rb") as fh:
             return fh.read()
@@ -184,7 +188,7 @@ def read_bytes(path: Path) -> bytes:
         raise FileError(f"cannot read: {exc.strerror or exc}") from None
 
 
-def check_decodable(path: Path, raw: bytes) -> None:
+def check_decodable(path: "str | Path", raw: bytes) -> None:
     """Raise FileError as ``decode_python`` would, without keeping the text.
 
     Most files are plain ASCII with no coding cookie: those are valid without decoding.
@@ -197,7 +201,7 @@ def check_decodable(path: Path, raw: bytes) -> None:
     decode_python(path, raw)
 
 
-def decode_python(path: Path, raw: bytes) -> SourceFile:
+def decode_python(path: "str | Path", raw: bytes) -> SourceFile:
     """Decode per PEP 263 (BOM, coding cookie, else UTF-8), keeping line endings."""
     if b"\x00" in raw:
         raise FileError("binary content (NUL byte), not Python source")
