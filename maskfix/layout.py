@@ -1062,6 +1062,21 @@ def _break(unit: str) -> cst.ParenthesizedWhitespace:
     )
 
 
+def _line_indent(stmt: cst.BaseStatement, node: cst.CSTNode, module: cst.Module) -> str:
+    """The whitespace, beyond the statement's own indentation, of the line where ``node`` starts.
+
+    A call on a continuation line (inside a multi-line tuple, say) is wrapped relative to that
+    line, as black does, not to the statement's first line.
+    """
+    from libcst.metadata import MetadataWrapper, PositionProvider
+
+    alone = module.with_changes(body=[stmt])
+    wrapper = MetadataWrapper(alone, unsafe_skip_copy=True)  # keeps node identity: ``node`` is found
+    line = wrapper.resolve(PositionProvider)[node].start.line
+    text = alone.code.splitlines()[line - 1]
+    return text[:len(text) - len(text.lstrip())]
+
+
 def _one_line(args):
     out = []
     for i, a in enumerate(args):
@@ -1073,23 +1088,23 @@ def _one_line(args):
     return out
 
 
-def wrap_call(call: cst.Call, unit: str) -> cst.Call:
-    """``f(\\n    a, b\\n)`` ("hugged"), the first of black's two layouts."""
+def wrap_call(call: cst.Call, unit: str, extra: str = "") -> cst.Call:
+    """``f(\\n    a, b\\n)`` ("hugged"), the first of black's two layouts; ``extra``: see ``_line_indent``."""
     args = _one_line(call.args)
-    args[-1] = args[-1].with_changes(whitespace_after_arg=_break(""))
-    return call.with_changes(whitespace_before_args=_break(unit), args=args)
+    args[-1] = args[-1].with_changes(whitespace_after_arg=_break(extra))
+    return call.with_changes(whitespace_before_args=_break(extra + unit), args=args)
 
 
-def explode_call(call: cst.Call, unit: str) -> cst.Call:
+def explode_call(call: cst.Call, unit: str, extra: str = "") -> cst.Call:
     """One argument per line with a trailing comma, black's second layout."""
     args = []
     for i, a in enumerate(call.args):
         last = i == len(call.args) - 1
         args.append(a.with_changes(
-            comma=cst.Comma(whitespace_after=_break("" if last else unit)),
+            comma=cst.Comma(whitespace_after=_break(extra if last else extra + unit)),
             whitespace_after_arg=cst.SimpleWhitespace(""),
         ))
-    return call.with_changes(whitespace_before_args=_break(unit), args=args)
+    return call.with_changes(whitespace_before_args=_break(extra + unit), args=args)
 
 
 def fit_statement(stmt: cst.BaseStatement, call: Optional[cst.Call], indent: int, unit: str,
@@ -1099,8 +1114,9 @@ def fit_statement(stmt: cst.BaseStatement, call: Optional[cst.Call], indent: int
         return stmt
     if any(_has_comment(a) for a in call.args):
         return stmt  # a comment pins the layout; leave it as written
+    extra = _line_indent(stmt, call, module)
     for layout in (wrap_call, explode_call):
-        candidate = stmt.deep_replace(call, layout(call, unit))
+        candidate = stmt.deep_replace(call, layout(call, unit, extra))
         if _longest(candidate, indent, module) <= limit or layout is explode_call:
             return candidate
     return stmt

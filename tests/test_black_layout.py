@@ -306,3 +306,19 @@ def test_a_black_formatted_file_stays_black_formatted(variant):
     if variant == "closure_mask_helper":
         return  # black wants a blank line between the inserted block and a nested def: not a wrapping matter
     assert black.format_str(after, mode=mode) == after
+
+
+def test_a_call_wrapped_on_a_continuation_line_is_indented_from_that_line():
+    """A decoder call inside a multi-line tuple is wrapped relative to its own line, as black does."""
+    call = "    x = TransformerDecoder(embed_dim, dense_dim, num_heads)(x, encoder_outputs)\n"
+    source = read("book_tf", "before.py")
+    assert call in source
+    source = source.replace(call, "    x, extra = (\n        " + call.strip()[len("x = "):] + ",\n        1,\n    )\n")
+    after = engine.rewrite_source(source)
+    assert ("    x, extra = (\n"
+            "        TransformerDecoder(embed_dim, dense_dim, num_heads)(\n"
+            "            x, encoder_outputs, encoder_padding_mask=encoder_padding_mask\n"
+            "        ),\n"
+            "        1,\n"
+            "    )\n") in after
+    assert assert_changes_are_black(source, after, "book_tf") > 0
