@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import marshal
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Dict, Optional, Tuple
@@ -124,6 +123,8 @@ class ScreenCache:
                 ignore.write_text("# Created by maskfix automatically.\n*\n")
             data = marshal.dumps({"format": FORMAT, "paths": self.paths, "verdicts": self.verdicts,
                                   "clean": self.clean})
+            import tempfile  # only when something was learned: a warm run writes nothing
+
             fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".screen-", suffix=".tmp")
             try:
                 with os.fdopen(fd, "wb") as fh:

@@ -9,7 +9,6 @@ stderr and never stop the others.
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import re
 import shlex
@@ -760,6 +759,8 @@ def _unified(item: Input, new: str) -> str:
 
 
 def _diff_text(old: str, new: str, fromfile: str, tofile: str) -> str:
+    import difflib  # only for --diff
+
     diff = difflib.unified_diff(old.splitlines(True), new.splitlines(True), fromfile=fromfile, tofile=tofile)
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in diff)
 

@@ -6,7 +6,6 @@ A mistake in the table is an error, never ignored: invalid TOML, an unknown key
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +104,8 @@ def _read(path: Path) -> Optional[Config]:
         raise ConfigError(f"{path}: tool.maskfix must be a table, not {_kind(table)}")
     for key in table:
         if key not in KEYS:
+            import difflib  # only to suggest a fix for a mistake
+
             close = difflib.get_close_matches(key, KEYS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(sorted(KEYS))})"
             raise ConfigError(f"{path}: unknown key {key!r} in [tool.maskfix]{hint}")

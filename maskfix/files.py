@@ -7,8 +7,6 @@ import fnmatch
 import io
 import os
 import stat
-import tempfile
-import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence, Tuple
@@ -205,6 +203,8 @@ def decode_python(path: "str | Path", raw: bytes) -> SourceFile:
     """Decode per PEP 263 (BOM, coding cookie, else UTF-8), keeping line endings."""
     if b"\x00" in raw:
         raise FileError("binary content (NUL byte), not Python source")
+    import tokenize  # only for files that are decoded: most files of a tree never are
+
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
     except SyntaxError as exc:
@@ -249,6 +249,8 @@ def write_atomic(path: Path, data: bytes, expected: bytes) -> None:
     path = Path(os.path.realpath(path))  # write through a symlink, never over it
     st = check_writable(path, expected)
     folder = os.path.dirname(os.path.abspath(path))
+    import tempfile  # only when a file is written
+
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".maskfix")
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -8,7 +8,6 @@ text at the right place; the message names the cell, line and column.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +126,8 @@ def as_json(diags: Sequence[Diagnostic], fixes: Optional[dict] = None,
             "location": {"row": f.line, "column": f.column or 1} if f.line is not None else None,
             "fix": None,
         })
+    import json  # the text formats, the usual ones, never need it
+
     return json.dumps(items, indent=2) + "\n"
 
 
@@ -203,6 +204,8 @@ def sarif(diags: Sequence[Diagnostic], failures: Sequence[Failure] = ()) -> str:
             "results": results,
         }],
     }
+    import json
+
     return json.dumps(doc, indent=2) + "\n"
 
 
