@@ -16,7 +16,7 @@ import libcst as cst
 from . import limits, slicing
 from .outcome import Finding, Outcome
 from .analysis import DecoderClass, ModuleFacts, analyze_module, find_call_sites, module_dialect, suppressed
-from .factories import Factory, find_factories
+from .factories import Factory, find_factories, inline_factories
 from .flow.attention import Signature, find_wrappers
 from .positions import LazyPositions
 from .rewrite import Edits, Style, apply
@@ -33,6 +33,7 @@ class _Unit:
     facts: ModuleFacts
     imported: set
     factories: List[Factory] = field(default_factory=list)
+    in_place: List[Factory] = field(default_factory=list)  # masks built by the factory contract in place
     hidden: Optional[limits.Hidden] = None  # statements set aside for their nesting depth
     wrappers: Dict[str, Signature] = field(default_factory=dict)  # attention wrappers defined here
     star: bool = False  # ``from x import *``: every name the run defines may be visible
@@ -173,6 +174,7 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
                 u.facts = analyze_module(u.module, visible)
                 u.visible = visible
                 u.factories = find_factories(u.module)
+                u.in_place = inline_factories(u.module)
                 u.wrappers = defined.get(u.key, {})
         except limits.OutOfTime:
             outcomes[u.key] = Outcome(error=timer.reason())
@@ -222,8 +224,8 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
         outcomes[u.key].not_analysed = list(u.hidden.notes) if u.hidden else []
         contexts[u.key] = Context(
             key=u.key, module=u.module, facts=u.facts, factories=u.factories,
-            visible_factories=u.factories + [f for v in units if v is not u for f in v.factories
-                                             if f.name in u.imported or u.star],
+            visible_factories=u.factories + u.in_place + [f for v in units if v is not u for f in v.factories
+                                                          if f.name in u.imported or u.star],
             sites=sites_by_unit[u.key],
             sites_of=lambda dec: sites_of.get(id(dec), []),
             where=lambda key, node: view(key).where(node),

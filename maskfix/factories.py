@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 import libcst as cst
 
 from .analysis import CAUSAL, DEC, ENC, Flow, roots
-from .flow.reaching import Scope, param_names, scope_of
+from .flow.reaching import Element, Scope, param_names, scope_of
 from .symbols import Symbols
 from .syntax import (
     instance_key,
@@ -52,10 +52,20 @@ class Factory:
     flow: Flow
     cross_from_target: bool = False  # MF004: the third mask comes from the target
     bare_lookahead: bool = False  # MF005: the second mask lacks the target's padding
+    # ``a, b, c = (x, y, z)`` inside ``fn``: the masks are built in place (a factory's body
+    # written out at its call) and bound here, not returned
+    site: Optional[cst.Assign] = None
 
     @property
     def name(self) -> str:
         return self.fn.name.value
+
+    def slot_names(self) -> Dict[str, int]:
+        """For masks built in place: the names bound to the three masks -> their slot."""
+        if self.site is None:
+            return {}
+        target = self.site.targets[0].target
+        return {el.value.value: k for k, el in enumerate(target.elements) if isinstance(el.value, cst.Name)}
 
 
 def _returned_triple(fn: cst.FunctionDef) -> Optional[cst.Tuple]:
@@ -69,13 +79,31 @@ def _returned_triple(fn: cst.FunctionDef) -> Optional[cst.Tuple]:
     return t if isinstance(t, cst.Tuple) and len(t.elements) == 3 else None
 
 
-def find_factories(module: cst.Module) -> List[Factory]:
-    funcs = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
-    methods_of: Dict[int, Dict[str, cst.FunctionDef]] = {}
+def _methods_of(module: cst.Module) -> Dict[int, Dict[str, cst.FunctionDef]]:
+    out: Dict[int, Dict[str, cst.FunctionDef]] = {}
     for cls in iter_nodes(module, cst.ClassDef):
         methods = {s.name.value: s for s in cls.body.body if isinstance(s, cst.FunctionDef)}
         for m in methods.values():
-            methods_of[id(m)] = methods
+            out[id(m)] = methods
+    return out
+
+
+def _by_contract(fn: cst.FunctionDef, src: str, tgt: str, triple: cst.BaseExpression,
+                 methods: Dict[str, cst.FunctionDef], funcs: Dict[str, cst.FunctionDef],
+                 site: Optional[cst.Assign] = None) -> Optional[Factory]:
+    """A ``Factory`` when the three masks of ``triple``, built from ``src`` and ``tgt`` in ``fn``,
+    follow the contract (source padding first, a look-ahead mask second)."""
+    flow = Flow(methods, fn, tgt, src, None, funcs)
+    labels = [flow.labels(e.value) for e in triple.elements]
+    if CAUSAL not in labels[1] or ENC not in labels[0]:
+        return None  # not the contract: no look-ahead in the second slot
+    return Factory(fn, src, tgt, triple, flow, cross_from_target=DEC in labels[2] and ENC not in labels[2],
+                   bare_lookahead=DEC not in labels[1], site=site)
+
+
+def find_factories(module: cst.Module) -> List[Factory]:
+    funcs = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
+    methods_of = _methods_of(module)
     out = []
     for fn in iter_nodes(module, cst.FunctionDef):
         params = param_names(fn)
@@ -84,14 +112,47 @@ def find_factories(module: cst.Module) -> List[Factory]:
         ret = _returned_triple(fn)
         if ret is None:
             continue
-        src, tgt = params
-        flow = Flow(methods_of.get(id(fn), {}), fn, tgt, src, None, funcs)
-        labels = [flow.labels(e.value) for e in ret.elements]
-        if CAUSAL not in labels[1] or ENC not in labels[0]:
-            continue  # not the contract: no look-ahead in the second slot
-        out.append(Factory(fn, src, tgt, ret, flow,
-                           cross_from_target=DEC in labels[2] and ENC not in labels[2],
-                           bare_lookahead=DEC not in labels[1]))
+        f = _by_contract(fn, params[0], params[1], ret, methods_of.get(id(fn), {}), funcs)
+        if f is not None:
+            out.append(f)
+    return out
+
+
+def _triple_site(node: cst.Assign) -> bool:
+    """``a, b, c = (x, y, z)``: three names bound to three values."""
+    if len(node.targets) != 1:
+        return False
+    target, value = node.targets[0].target, node.value
+    return (isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, (cst.Tuple, cst.List))
+            and len(target.elements) == 3 and len(value.elements) == 3
+            and all(isinstance(el, cst.Element) and isinstance(el.value, cst.Name) for el in target.elements)
+            and all(isinstance(el, cst.Element) for el in value.elements))
+
+
+def inline_factories(module: cst.Module) -> List[Factory]:
+    """Masks built in place by the factory contract and bound to three names at once, as a
+    factory's body written out at its call leaves them: ``a, b, c = (x, y, z)``.  The source is
+    the one parameter the first mask is built from, the target the one the second adds."""
+    sites = [n for n in iter_nodes(module, cst.Assign) if _triple_site(n)]
+    if not sites:
+        return []
+    funcs = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
+    methods_of = _methods_of(module)
+    wanted = {id(n) for n in sites}
+    out = []
+    for fn in iter_nodes(module, cst.FunctionDef):
+        mine = [n for n in iter_own_nodes(fn.body, cst.Assign) if id(n) in wanted]
+        if not mine:
+            continue
+        scope = scope_of(fn)
+        for node in mine:
+            first, second = (roots(el.value, scope) - {"self"} for el in node.value.elements[:2])
+            second = second - first
+            if len(first) != 1 or len(second) != 1:
+                continue
+            f = _by_contract(fn, first.pop(), second.pop(), node.value, methods_of.get(id(fn), {}), funcs, node)
+            if f is not None:
+                out.append(f)
     return out
 
 
@@ -135,20 +196,77 @@ def _calls_made(funcs: Dict[str, cst.FunctionDef], name: str, depth: int = 3) ->
     return used
 
 
-def padding_helper(f: Factory) -> Optional[Tuple[str, str]]:
-    """``(helper name, combine op)`` used for the source padding in the first slot."""
+@dataclass
+class SourcePadding:
+    """How the factory builds the source's padding: an expression that reads the source ids only
+    through ``reads`` (the source parameter, or a name bound to it alone)."""
+
+    expr: cst.BaseExpression
+    reads: List[cst.Name]
+    combine: str  # how a padding mask of this polarity joins a look-ahead mask: maximum or minimum
+
+    def of(self, ids: str) -> cst.BaseExpression:
+        """The same padding, built from ``ids``."""
+        mine = {id(n) for n in self.reads}
+
+        class Swap(cst.CSTTransformer):
+            def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
+                return cst.Name(ids) if id(original) in mine else updated
+
+        return self.expr.visit(Swap())
+
+
+def _aliases_source(f: Factory, name: cst.Name) -> bool:
+    """``name`` holds the source ids: the source parameter, or a chain of plain aliases of it."""
+    seen = set()
+    while name.value != f.src:
+        if name.value in seen:
+            return False
+        seen.add(name.value)
+        values, is_param = f.flow.scope.reaching(name.value, name)
+        if is_param or len(values) != 1 or not isinstance(values[0], cst.Name):
+            return False
+        name = values[0]
+    return True
+
+
+def _combine_op(funcs: Dict[str, cst.FunctionDef], expr: cst.CSTNode) -> Optional[str]:
+    """1 marks padding (``equal`` 0): maximum; 1 marks tokens (``not_equal``): minimum."""
+    used = {last_name(c.func) for c in iter_nodes(expr, cst.Call)}
+    for inner in [n for n in used if n in funcs]:
+        used |= _calls_made(funcs, inner)
+    if "not_equal" in used:
+        return "minimum"
+    if "equal" in used:
+        return "maximum"
+    return None
+
+
+def source_padding(f: Factory) -> Optional[SourcePadding]:
+    """The source padding of the first slot: a helper called on the source (``pad(inp)``), else
+    the computation written out (``tf.cast(tf.math.equal(ids, 0), ...)`` with ``ids = inp``)."""
+    funcs = f.flow.module_funcs
     for value in _values(f.flow, f.ret.elements[0].value):
         for call in iter_nodes(value, cst.Call):
             args = positional_args(call)
-            if (isinstance(call.func, cst.Name) and call.func.value in f.flow.module_funcs
+            if (isinstance(call.func, cst.Name) and call.func.value in funcs
                     and len(args) == 1 and isinstance(args[0].value, cst.Name) and args[0].value.value == f.src):
-                used = _calls_made(f.flow.module_funcs, call.func.value)
-                # 1 marks padding ("equal 0"): combine with maximum; 1 marks tokens: minimum
-                if "not_equal" in used:
-                    return call.func.value, "minimum"
-                if "equal" in used:
-                    return call.func.value, "maximum"
-    return None
+                op = _combine_op(funcs, call)
+                if op is not None:
+                    return SourcePadding(call, [args[0].value], op)
+    expr = f.ret.elements[0].value
+    while isinstance(expr, cst.Name):  # the padding's own computation, through the names bound to it
+        values, is_param = f.flow.scope.reaching(expr.value, expr)
+        if is_param or len(values) != 1 or isinstance(values[0], (Element, cst.FunctionDef, cst.ClassDef)):
+            return None
+        expr = values[0]
+    local = set(f.flow.scope.assigns) | f.flow.scope.params
+    skip = {id(c.func) for c in iter_nodes(expr, cst.Call)} | {id(a.attr) for a in iter_nodes(expr, cst.Attribute)}
+    reads = [n for n in iter_nodes(expr, cst.Name) if id(n) not in skip and n.value in local]
+    if not reads or not all(_aliases_source(f, n) for n in reads):
+        return None
+    op = _combine_op(funcs, expr)
+    return SourcePadding(expr, reads, op) if op is not None else None
 
 
 # --------------------------------------------------------------------------
@@ -293,8 +411,9 @@ def factory_mask_calls(module: cst.Module, factories: List[Factory],
                        classes: Optional[Dict[str, LayerClass]] = None) -> List[MaskCall]:
     """Calls of the module's layers (``classes``: those it can use, by default its own) that pass
     on at least two masks unpacked from a factory."""
-    by_name = {f.name: f for f in factories}
-    if not by_name:
+    by_name = {f.name: f for f in factories if f.site is None}
+    in_place = [f for f in factories if f.site is not None]
+    if not by_name and not in_place:
         return []
     classes = layer_classes(module) if classes is None else classes
     instances: Dict[str, str] = {}
@@ -307,6 +426,8 @@ def factory_mask_calls(module: cst.Module, factories: List[Factory],
     out = []
     # names unpacked from a factory call anywhere in the module
     unpacked: Dict[str, Tuple[Factory, int]] = {}
+    for f in in_place:
+        unpacked.update({name: (f, k) for name, k in f.slot_names().items()})
     for node in iter_nodes(module, cst.Assign):
         value = node.value
         if not (isinstance(value, cst.Call) and last_name(value.func) in by_name):

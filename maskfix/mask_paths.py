@@ -12,6 +12,7 @@ to a correct training path.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set, Tuple
 
@@ -152,6 +153,7 @@ class _Deps:
     def __init__(self, fn: cst.FunctionDef, stop: Set[str], factories: Dict[str, Factory]):
         self.scope = Scope(fn)
         self.local = set(param_names(fn)) | set(self.scope.assigns)
+        self.reads = Counter(n.value for n in iter_nodes(fn.body, cst.Name))  # binding targets included
         self.stop = stop
         self.factories = factories
 
@@ -221,7 +223,9 @@ def path_calls(module: cst.Module, factories: List[Factory],
                     instances[key] = last_name(value.func)
     # a decoder's or model's output carries no mask: provenance stops at their calls
     stop = {key for key, name in instances.items() if name in roles} | set(roles)
-    by_name = {f.name: f for f in factories}
+    by_name = {f.name: f for f in factories if f.site is None}
+    # masks built in place: each value of ``a, b, c = (x, y, z)`` -> its slot
+    in_place = {id(el.value): k for f in factories if f.site is not None for k, el in enumerate(f.ret.elements)}
     enclosing = _enclosing(module)
     deps_of: Dict[int, _Deps] = {}
     out = []
@@ -265,10 +269,10 @@ def path_calls(module: cst.Module, factories: List[Factory],
                 kind = "unknown"  # Keras fills ``mask`` / ``<input>_mask`` from the attached masks
             elif value is None or is_none(value):
                 kind = "missing"
-            elif _factory_slots(value, deps.scope, by_name):
+            elif _factory_slots(value, deps.scope, by_name, in_place):
                 # by the factory's contract slots 0 and 2 are the source's padding; its look-ahead
                 # mask here is a swap, which MF006 and MF010 judge
-                slots = _factory_slots(value, deps.scope, by_name)
+                slots = _factory_slots(value, deps.scope, by_name, in_place)
                 kind = "source" if slots <= {0, 2} else "factory"
             else:
                 mask = deps.of(value)
@@ -277,38 +281,65 @@ def path_calls(module: cst.Module, factories: List[Factory],
                 kind = ("source" if from_source and not from_target else
                         "target" if from_target and not from_source else "unknown")
                 if kind == "target":
-                    named = {n.value for n in _definition_names(value, deps.scope) if n.value in target}
+                    named = {n.value for n in _definition_names(value, deps) if n.value in target}
                     target_ids = named.pop() if len(named) == 1 else None
                 if target_ids and source_ids:
-                    replace = [n for n in _definition_names(value, deps.scope) if n.value == target_ids]
+                    replace = [n for n in _definition_names(value, deps) if n.value == target_ids]
             out.append(PathCall(cls_name, call, where, param, args.get(param), kind,
                                 sorted(source), sorted(target), source_ids, target_ids, replace))
     return out
 
 
-def _factory_slots(value: cst.BaseExpression, scope: Scope, factories: Dict[str, Factory]) -> Set[int]:
-    """The slots of factory results that ``value`` (a name) is unpacked from; empty otherwise."""
+def _factory_slots(value: cst.BaseExpression, scope: Scope, factories: Dict[str, Factory],
+                   in_place: Dict[int, int]) -> Set[int]:
+    """The slots of factory results that ``value`` (a name) is unpacked from, or bound from masks
+    built in place (``in_place``: id of each value -> its slot); empty otherwise."""
     if not isinstance(value, cst.Name):
         return set()
     values, is_param = scope.reaching(value.value, value)
-    if not values or is_param or not all(
-            isinstance(v, Element) and isinstance(v.value, cst.Call) and last_name(v.value.func) in factories
-            for v in values):
-        return set()
-    return {v.index for v in values}
+    slots = set()
+    for v in values:
+        if isinstance(v, Element) and isinstance(v.value, cst.Call) and last_name(v.value.func) in factories:
+            slots.add(v.index)
+        elif id(v) in in_place:
+            slots.add(in_place[id(v)])
+        else:
+            return set()
+    return set() if is_param else slots
 
 
-def _definition_names(value: cst.BaseExpression, scope: Scope) -> List[cst.Name]:
+def _definition(name: cst.Name, deps: "_Deps") -> Optional[cst.BaseExpression]:
+    """The one plain assignment that reaches ``name``, if there is exactly one."""
+    values, is_param = deps.scope.reaching(name.value, name)
+    if is_param or len(values) != 1 or isinstance(values[0], (Element, cst.FunctionDef, cst.ClassDef)):
+        return None
+    return values[0]
+
+
+def _definition_names(value: cst.BaseExpression, deps: "_Deps") -> List[cst.Name]:
     """The names read by the mask's own expression: the argument, or the one plain assignment
-    that reaches it."""
+    that reaches it.  A name there that only aliases another (``ids = out``, bound once and read
+    only here, as an inlined helper binds its parameter) stands for the name it aliases."""
     expr = value
     if isinstance(value, cst.Name):
-        values, is_param = scope.reaching(value.value, value)
-        if is_param or len(values) != 1 or isinstance(values[0], (Element, cst.FunctionDef, cst.ClassDef)):
+        expr = _definition(value, deps)
+        if expr is None:
             return []
-        expr = values[0]
     funcs = {id(c.func) for c in iter_nodes(expr, cst.Call) if isinstance(c.func, cst.Name)}
-    return [n for n in iter_nodes(expr, cst.Name) if id(n) not in funcs]
+    out = []
+    for n in iter_nodes(expr, cst.Name):
+        if id(n) in funcs:
+            continue
+        seen = {n.value}
+        # two occurrences: the binding and this read
+        while len(deps.scope.assigns.get(n.value, ())) == 1 and deps.reads[n.value] == 2:
+            alias = _definition(n, deps)
+            if not isinstance(alias, cst.Name) or alias.value in seen:
+                break
+            seen.add(alias.value)
+            n = alias
+        out.append(n)
+    return out
 
 
 def divergent_paths(module: cst.Module, factories: List[Factory],

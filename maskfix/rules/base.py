@@ -48,7 +48,8 @@ class Context:
     where: Callable[[str, cst.CSTNode], Tuple[int, int]]  # (source key, node) -> line, column
     suppressed: Callable[..., bool]  # (code, *nodes) -> a ``# noqa`` covers it here
     notes: List[str] = field(default_factory=list)  # how call sites were threaded
-    visible_factories: List[Factory] = field(default_factory=list)  # also those imported from the run
+    # also those imported from the run, and masks built in place by the contract (Factory.site)
+    visible_factories: List[Factory] = field(default_factory=list)
     attentions: Dict[str, Signature] = field(default_factory=dict)  # the run's attention layers visible here
     modules: Dict[str, cst.Module] = field(default_factory=dict)  # every source of the run, by key
     style: Optional[Style] = None  # how new code is written here; the whole file's, even when sliced

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Tuple
+from typing import Iterable
 
-from ..factories import Factory, padding_helper
+from ..factories import Factory, SourcePadding, source_padding
 from ..rewrite import Edits, Style
 from .base import Context, Problem, Rule
 from .mf004_cross_mask_from_target import CORRECT_FACTORY
@@ -18,8 +18,9 @@ class BareLookahead(Rule):
     description = (
         "Such a factory returns the bare look-ahead mask in the second slot, where the look-ahead "
         "mask combined with the target's padding belongs.")
-    fixed = ("yes: combined with the padding helper the factory already uses on the source, with "
-             "`maximum` when 1 marks padding and `minimum` when 1 marks tokens")
+    fixed = ("yes: combined with the target's padding, built as the factory builds the source's (its "
+             "padding helper, or the same computation), with `maximum` when 1 marks padding and "
+             "`minimum` when 1 marks tokens")
     explanation = """\
 The decoder's self-attention needs both the look-ahead mask and the target's padding.
 
@@ -40,10 +41,10 @@ After:
         for f in ctx.factories:
             if not f.bare_lookahead:
                 continue
-            helper = padding_helper(f)
-            if helper is not None:
+            padding = source_padding(f)
+            if padding is not None:
                 second = f.ret.elements[1].value
-                yield Problem(self.code, second, message(f), _fix(f, second, helper, ns), key=id(f))
+                yield Problem(self.code, second, message(f), _fix(f, second, padding, ns), key=id(f))
 
 
 def message(f: Factory) -> str:
@@ -56,13 +57,13 @@ def _namespace(ctx: Context):
     return d.tf or d.ops or (f"{d.keras}.ops" if d.keras else None)
 
 
-def _fix(f: Factory, second, helper: Tuple[str, str], ns):
+def _fix(f: Factory, second, padding: SourcePadding, ns):
     def fix(edits: Edits, style: Style) -> None:
         if ns is None:
             return
-        fn, op = helper
+        target = style.module.code_for_node(padding.of(f.tgt))
         code = style.module.code_for_node(second)
-        edits.replace[id(second)] = style.expression(f"{ns}.{op}({fn}({f.tgt}), {code})")
+        edits.replace[id(second)] = style.expression(f"{ns}.{padding.combine}({target}, {code})")
     return fix
 
 

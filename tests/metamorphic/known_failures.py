@@ -26,8 +26,6 @@ REASONS = {
     "extract_staticmethod": "an attention call moved into a staticmethod that receives the layer as an argument "
                             "is not followed",
     "extract_lambda": "an attention call moved into a lambda that receives the layer as an argument is not followed",
-    "inline_helpers": "with the factory's call inlined, swapped masks are recognised only through a factory "
-                      "call (MF006), and MF005's fix needs a padding helper called on the source",
     "to_positional": "positional attention_mask (Keras 3: after query_mask, value_mask, key_mask) and "
                      "positional layer arguments are not bound to parameters",
     "to_keywords": "keyword arguments at a decoder's call site are not traced",
@@ -75,15 +73,6 @@ KNOWN_FAILURES = {
         'fam_implicit_submodel_tf',  # verdict {}, expected {MF012 [*]}
         'fam_submodel_callers_keras3',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
         'fam_submodel_callers_tf',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
-    },
-    'inline_helpers': {
-        'fam_factory_bare_lookahead',  # verdict {}, expected {MF005 [*]}
-        'fam_factory_swapped',  # verdict {}, expected {MF006 [*]}
-        'fam_gen_method_keras3',  # verdict {MF011}, expected {MF011 [*]}
-        'fam_gen_path_target_tf',  # verdict {MF011}, expected {MF011 [*]}
-        'fam_layer_swapped_tf',  # verdict {}, expected {MF010 [*]}
-        'fam_stack_swapped_keras3',  # verdict {}, expected {MF010 [*]}
-        'gen_path_swapped',  # verdict {MF011}, expected {MF006 [*]}
     },
     'to_positional': {
         'fam_gen_method_keras3',  # verdict {}, expected {MF011 [*]}
