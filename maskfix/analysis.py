@@ -239,7 +239,7 @@ class Flow:
         if isinstance(node, cst.Name):
             return self.name_labels(node.value, node)
         if isinstance(node, cst.Subscript):
-            item = _int_index(node)
+            item = int_index(node)
             base = self.labels(node.value)
             if item is not None and MASK_LIST in base:
                 # ``call(self, [x, enc], mask)``: Keras fills ``mask`` with one mask per input
@@ -488,7 +488,7 @@ def _precedes(a: cst.CSTNode, b: cst.CSTNode) -> bool:
     return sa[1] <= sb[0]
 
 
-def _int_index(node: cst.Subscript) -> Optional[int]:
+def int_index(node: cst.Subscript) -> Optional[int]:
     """``i`` for ``x[i]`` with a literal integer ``i``."""
     if len(node.slice) == 1 and isinstance(node.slice[0].slice, cst.Index):
         value = node.slice[0].slice.value
@@ -511,7 +511,7 @@ def roots(node, scope: Scope, seen: Optional[Set[object]] = None) -> Set[str]:
         return inner
     items: Dict[int, int] = {}  # id(name) -> i, for ``name[i]``
     for sub in iter_nodes(node, cst.Subscript):
-        i = _int_index(sub)
+        i = int_index(sub)
         if i is not None and isinstance(sub.value, cst.Name):
             items[id(sub.value)] = i
     # configuration is not data: ``Layer(units)(x)`` depends on ``x``, ``Input(shape=(n,))`` on nothing

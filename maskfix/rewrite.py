@@ -23,8 +23,9 @@ from .analysis import (
     ModuleFacts,
     expansion_side,
     Flow,
+    int_index,
 )
-from .syntax import iter_nodes, keyword_arg, last_name, names_in, positional_args
+from .syntax import is_none, iter_nodes, keyword_arg, last_name, names_in, positional_args
 from .submodels import (
     OTHER_INPUT_METHODS,
     ModelUse,
@@ -125,14 +126,13 @@ def free_name(wanted: str, taken: Set[str]) -> str:
 
 
 def _mask_expansion(dec: DecoderClass, flow: Flow, style: Style, facts: ModuleFacts, new_name: str) -> str:
-    """How this file spreads a padding mask over keys, applied to ``new_name``.
+    """How this file spreads a padding mask over keys, applied to ``new_name`` (code of a [B, S] mask).
 
     Reuses the expression that spread the decoder mask (``tf.cast(mask[:,
-    tf.newaxis, :], dtype="int32")`` or whatever the file wrote), so the new
-    line reads like its neighbours.
+    tf.newaxis, :], dtype="int32")``, ``mask[0][:, None, :]`` for a list input,
+    or whatever the file wrote), so the new line reads like its neighbours.
     """
-    mask_name = dec.mask_param
-    if mask_name:
+    if dec.mask_param:
         for value in _all_assigned_values(flow, dec.cross_attention.mask_arg.value):
             for node in iter_nodes(value, (cst.Call, cst.Subscript)):
                 sub = node
@@ -144,13 +144,8 @@ def _mask_expansion(dec: DecoderClass, flow: Flow, style: Style, facts: ModuleFa
                     if len(subs) != 1:
                         continue
                     sub = subs[0]
-                if (
-                    isinstance(sub, cst.Subscript)
-                    and isinstance(sub.value, cst.Name)
-                    and sub.value.value == mask_name
-                    and expansion_side(sub) == "key"
-                ):
-                    new = node.deep_replace(sub.value, cst.Name(new_name))
+                if isinstance(sub, cst.Subscript) and _is_decoder_mask(sub.value, dec) and expansion_side(sub) == "key":
+                    new = node.deep_replace(sub.value, style.expression(new_name))
                     code = style.module.code_for_node(new)
                     if "#" not in code:
                         # one line, whatever the original's wrapping
@@ -158,6 +153,31 @@ def _mask_expansion(dec: DecoderClass, flow: Flow, style: Style, facts: ModuleFa
                         code = re.sub(r",?\s*\n\s*([)\]])", r"\1", code)
                         return re.sub(r"\s*\n\s*", " ", code)
     return key_mask_expression(facts, style, new_name)
+
+
+def _item(param: str) -> Optional[int]:
+    """``i`` for ``inputs[i]``, how the analysis names an item of a list input; None otherwise."""
+    found = re.fullmatch(r"\w+\[(\d+)\]", param)
+    return int(found.group(1)) if found else None
+
+
+def _is_decoder_mask(node: cst.BaseExpression, dec: DecoderClass) -> bool:
+    """Whether ``node`` reads the decoder's padding mask as Keras passes it: the mask parameter,
+    or its decoder item (``mask[0]``) when the decoder takes ``[x, enc]`` as one list input."""
+    item = _item(dec.dec_param)
+    if item is None:
+        return isinstance(node, cst.Name) and node.value == dec.mask_param
+    return (isinstance(node, cst.Subscript) and isinstance(node.value, cst.Name)
+            and node.value.value == dec.mask_param and int_index(node) == item)
+
+
+def keras_encoder_mask(dec: DecoderClass) -> Optional[str]:
+    """``mask[1]``: where Keras puts the encoder's padding mask for a decoder that takes ``[x, enc]``
+    as one list input (its mask parameter gets one mask per item); None for any other decoder."""
+    item = _item(dec.enc_param)
+    if item is None or _item(dec.dec_param) is None or not dec.mask_param:
+        return None
+    return f"{dec.mask_param}[{item}]"
 
 
 def key_mask_expression(facts: ModuleFacts, style: Style, new_name: str) -> str:
@@ -199,13 +219,34 @@ def add_encoder_mask_param(dec: DecoderClass, expansion: str, cross_name: str, s
     edits.prepend[id(dec.call)] = [style.statement(code) for code in block]
 
 
-def plan_layer(dec: DecoderClass, facts: ModuleFacts, style: Style, edits: Edits) -> None:
-    """Give cross-attention the encoder's padding mask; self-attention the decoder's."""
+def bind_cross_mask(dec: DecoderClass, source: str, expansion: str, cross_name: str, style: Style,
+                    edits: Edits) -> None:
+    """Bind ``cross_name`` to ``expansion`` of ``source``, a mask Keras already hands ``dec.call``
+    (``mask[1]``), or to None when Keras gives none."""
+    block = [
+        f"{cross_name} = None",
+        f"if {dec.mask_param} is not None and {source} is not None:\n    {cross_name} = {expansion}",
+    ]
+    edits.prepend[id(dec.call)] = [style.statement(code) for code in block]
+
+
+def plan_layer(dec: DecoderClass, facts: ModuleFacts, style: Style, edits: Edits, called: bool = True) -> None:
+    """Give cross-attention the encoder's padding mask; self-attention the decoder's.
+
+    The encoder's mask comes in as a new ``encoder_padding_mask`` parameter, which the call sites
+    get computed from the token ids.  A decoder that takes ``[x, enc]`` as one list input and that
+    the run never calls (``called``: there is no call site to pass the parameter) reads the mask
+    Keras gives it for the encoder's item instead: ``mask[1]`` holds it already.
+    """
     fn = dec.call
     flow = dec.flow
     taken = names_in(fn) | set(dec.params)
     cross_name = free_name("cross_attention_mask", taken)
-    add_encoder_mask_param(dec, _mask_expansion(dec, flow, style, facts, NEW_PARAM), cross_name, style, edits)
+    given = None if called else keras_encoder_mask(dec)
+    if given is not None:
+        bind_cross_mask(dec, given, _mask_expansion(dec, flow, style, facts, given), cross_name, style, edits)
+    else:
+        add_encoder_mask_param(dec, _mask_expansion(dec, flow, style, facts, NEW_PARAM), cross_name, style, edits)
     old_mask = dec.cross_attention.mask_arg.value
     edits.replace[id(old_mask)] = cst.Name(cross_name)
     _retarget_self_attention(dec, flow, style, edits)
@@ -240,25 +281,38 @@ def _retarget_self_attention(dec: DecoderClass, flow: Flow, style: Style, edits:
     for node in iter_nodes(dec.call.body, (cst.If, cst.IfExp)):
         if mask is None or mask not in names_in(node.test):
             continue
+        absent_first = holds_without_mask(node.test, mask)
+        if absent_first is None:
+            continue
         if isinstance(node, cst.IfExp):
-            if any(node is v for v in values) and _is_none_or(node.orelse, mask):
-                edits.replace[id(node.orelse)] = fallback
-                planned = True
+            if any(node is v for v in values):
+                without = node.body if absent_first else node.orelse
+                if _is_none_or(without, mask):
+                    edits.replace[id(without)] = fallback
+                    planned = True
+                elif _is_name(without, causal.value):
+                    planned = True  # ``causal if mask is None else ...``: already the fallback
             continue
-        if not _assigns(node.body, combined):
+        with_mask = node.orelse if absent_first else node.body
+        without = node.body if absent_first else node.orelse
+        if not isinstance(with_mask, (cst.BaseSuite, cst.Else)) or not _assigns(with_mask, combined):
             continue
-        if node.orelse is None and _set_before(dec.call.body, node, combined, causal.value):
+        if without is None and _set_before(dec.call.body, node, combined, causal.value):
             planned = True
-        elif node.orelse is None:
+        elif without is None:
             stmt = style.statement(f"if _:\n    pass\nelse:\n    {combined} = {causal.value}")
             edits.add_else[id(node)] = stmt.orelse
             planned = True
-        elif isinstance(node.orelse, cst.Else):
-            for assign in iter_nodes(node.orelse.body, cst.Assign):
+        elif isinstance(without, (cst.BaseSuite, cst.Else)):
+            for assign in iter_nodes(without, cst.Assign):
                 targets = [t.target for t in assign.targets]
-                if any(isinstance(t, cst.Name) and t.value == combined for t in targets) and _is_none_or(assign.value, mask):
+                if not any(_is_name(t, combined) for t in targets):
+                    continue
+                if _is_none_or(assign.value, mask):
                     edits.replace[id(assign.value)] = fallback
                     planned = True
+                elif _is_name(assign.value, causal.value):
+                    planned = True  # the branch without a mask already falls back to causal
         break
     if planned:
         edits.replace[id(causal)] = cst.Name(combined)
@@ -281,6 +335,37 @@ def _set_before(body: cst.IndentedBlock, stop: cst.If, name: str, value: str) ->
 
 def _is_none_or(node: cst.CSTNode, mask: str) -> bool:
     return isinstance(node, cst.Name) and node.value in ("None", mask)
+
+
+def _is_name(node: cst.CSTNode, name: str) -> bool:
+    return isinstance(node, cst.Name) and node.value == name
+
+
+def holds_without_mask(test: cst.BaseExpression, mask: str) -> Optional[bool]:
+    """Whether ``test`` holds when ``mask`` is None (``mask is None``, ``not mask``: True) or only
+    when it is given (``mask is not None``, ``mask``, ``mask is not None and mask[0] is not None``:
+    False); None when the test does not say."""
+    if isinstance(test, cst.Name):
+        return False if test.value == mask else None
+    if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+        inner = holds_without_mask(test.expression, mask)
+        return None if inner is None else not inner
+    if isinstance(test, cst.Comparison) and len(test.comparisons) == 1:
+        cmp = test.comparisons[0]
+        sides = (test.left, cmp.comparator)
+        if any(_is_name(a, mask) for a in sides) and any(is_none(a) for a in sides):
+            if isinstance(cmp.operator, (cst.Is, cst.Equal)):
+                return True
+            if isinstance(cmp.operator, (cst.IsNot, cst.NotEqual)):
+                return False
+        return None
+    if isinstance(test, cst.BooleanOperation):
+        sides = [holds_without_mask(test.left, mask), holds_without_mask(test.right, mask)]
+        if isinstance(test.operator, cst.And) and False in sides:
+            return False  # one side needs the mask: so does the whole test
+        if isinstance(test.operator, cst.Or) and True in sides:
+            return True
+    return None
 
 
 def _assigns(block: cst.CSTNode, name: str) -> bool:

@@ -166,6 +166,69 @@ def test_a_decoder_defined_in_one_file_is_threaded_in_another():
     assert "TransformerDecoder(16, 32, 2)(y, enc, encoder_padding_mask=encoder_padding_mask)" in new_user
 
 
+def test_a_list_input_decoder_reads_mask_1_unless_the_run_calls_it():
+    """Keras hands a ``[x, enc]`` decoder the encoder's mask as ``mask[1]``; a call site in the run
+    gets the mask computed from the token ids instead, through the new parameter."""
+    layer = read("list_input_decoder", "before.py")
+    alone = engine.rewrite_source(layer)
+    assert "mask[1][:, None, :]" in alone and "encoder_padding_mask" not in alone
+    user = (
+        "import keras\nfrom keras import layers\nfrom layers_mod import PairDecoder\n\n"
+        "src = keras.Input(shape=(None,), dtype='int64')\n"
+        "enc = layers.Embedding(10, 16, mask_zero=True)(src)\n"
+        "tgt = keras.Input(shape=(None,), dtype='int64')\n"
+        "y = layers.Embedding(10, 16, mask_zero=True)(tgt)\n"
+        "y = PairDecoder(16, 2)([y, enc])\n"
+    )
+    out = engine.run({"layers_mod.py": layer, "train.py": user}, fix=True)
+    fixed = out["layers_mod.py"].new_source
+    assert "encoder_padding_mask=None" in fixed and "mask[1]" not in fixed
+    assert "PairDecoder(16, 2)([y, enc], encoder_padding_mask=encoder_padding_mask)" in out["train.py"].new_source
+
+
+SELF_AND_CROSS = """import keras
+from keras import layers, ops
+
+
+class Dec(layers.Layer):
+    def __init__(self):
+        super().__init__()
+        self.sa = layers.MultiHeadAttention(2, 8)
+        self.ca = layers.MultiHeadAttention(2, 8)
+
+    def call(self, x, enc, mask=None):
+        n = ops.shape(x)[1]
+        c = ops.tril(ops.ones((1, n, n), "int32"))
+{combine}
+        x = x + self.sa(x, x, attention_mask=c)
+        return x + self.ca(x, enc, attention_mask=m)
+"""
+PADDED = 'ops.minimum(ops.cast(mask[:, None, :], "int32"), c)'
+
+
+@pytest.mark.parametrize("combine,fallback", [
+    (f"        m = c if mask is None else {PADDED}", None),
+    (f"        m = None if mask is None else {PADDED}", f"m = c if mask is None else {PADDED}"),
+    (f"        if mask is None:\n            m = c\n        else:\n            m = {PADDED}", None),
+    (f"        if not mask is None:\n            m = {PADDED}\n        else:\n            m = None", "m = c\n"),
+    (f"        m = c\n        if mask is not None and n > 1:\n            m = {PADDED}", None),
+])
+def test_self_attention_gets_the_combined_mask_whichever_way_the_mask_test_reads(combine, fallback):
+    """The self-attention is moved to the padding + causal mask wherever the branch without a mask
+    falls back to the causal one (edited to do so when it held None)."""
+    out = engine.rewrite_source(SELF_AND_CROSS.format(combine=combine))
+    assert "self.sa(x, x, attention_mask=m)" in out
+    assert "self.ca(x, enc, attention_mask=cross_attention_mask)" in out
+    assert fallback is None or fallback in out
+    assert engine.check_source(out) == [] and engine.rewrite_source(out) == out
+
+
+def test_self_attention_keeps_the_causal_mask_when_the_fallback_is_unclear():
+    source = SELF_AND_CROSS.format(combine=f"        m = None\n        if isinstance(mask, list):\n            m = {PADDED}")
+    out = engine.rewrite_source(source)
+    assert "self.sa(x, x, attention_mask=c)" in out and "attention_mask=cross_attention_mask" in out
+
+
 def test_a_decoder_used_decoder_only_in_another_file_is_not_flagged():
     layer = read("book_tf", "before.py").split("def build(")[0]
     user = "from layers_mod import TransformerDecoder\n\ndef gen(x):\n    return TransformerDecoder(16, 32, 2)(x, x)\n"

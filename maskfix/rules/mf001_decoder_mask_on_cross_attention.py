@@ -176,7 +176,7 @@ class Decoder(layers.Layer):
 
 def _fix_layer(dec: DecoderClass, ctx: Context):
     def fix(edits: Edits, style: Style) -> None:
-        plan_layer(dec, ctx.facts, style, edits)
+        plan_layer(dec, ctx.facts, style, edits, called=bool(ctx.sites_of(dec)))
     return fix
 
 
