@@ -47,6 +47,9 @@ CASES = {
     "fam_noncausal_flag_off_training": ("DecoderBlock", {}, ["implicit"]),  # no mask parameter
     "fam_submodel_callers_keras3": ("TargetBlock", {}, []),
     "fam_submodel_callers_tf": ("Decoding", {}, []),
+    "zip_attention_lists": ("StackDecoder", {}, []),
+    "own_attention_positional": ("Decoder", {}, []),
+    "list_input_decoder": ("PairDecoder", {}, []),  # one list input: called with [x, e], mask=[dm, em]
 }
 
 

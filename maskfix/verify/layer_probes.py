@@ -10,7 +10,9 @@ padding mask and an encoder padding mask, in one of these modes:
 * ``unmasked`` (not probed by default): no attached masks and no ``mask=``, the way a model whose
   embedding creates no Keras mask calls the decoder.
 
-In both modes ``encoder_padding_mask=`` is passed only if ``call`` has that parameter.
+In both modes ``encoder_padding_mask=`` is passed only if ``call`` has that parameter. A layer whose
+``call`` takes one tensor argument gets ``[x, e]`` as one list input, and its masks as a list
+(``mask=[decoder's, encoder's]``), as Keras gives them.
 """
 from __future__ import annotations
 
@@ -102,6 +104,18 @@ def _call_params(layer) -> set:
     return set(inspect.signature(layer.call).parameters)
 
 
+# parameters Keras or the probes fill by name: not tensor inputs
+_NAMED = {"mask", "training", "encoder_padding_mask"}
+
+
+def takes_list_input(layer) -> bool:
+    """Whether ``call`` takes the decoder states and the encoder outputs as one list: it has one
+    positional parameter besides those filled by name."""
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    params = inspect.signature(layer.call).parameters.values()
+    return len([p for p in params if p.kind in kinds and p.name not in _NAMED]) == 1
+
+
 def call_layer(layer, x, e, dec_mask, enc_mask, mode: str, training: bool = False) -> np.ndarray:
     """Call the layer on numpy inputs in the given mode; return the output as numpy.
 
@@ -116,14 +130,15 @@ def call_layer(layer, x, e, dec_mask, enc_mask, mode: str, training: bool = Fals
         kwargs["encoder_padding_mask"] = em
     if "training" in params:
         kwargs["training"] = training
+    listed = takes_list_input(layer)
     if mode == "implicit":
         k.attach_mask(xt, dm)
         k.attach_mask(et, k.to_tensor(enc_mask, "bool"))
     elif mode == "explicit":
-        kwargs["mask"] = dm
+        kwargs["mask"] = [dm, em] if listed else dm
     elif mode != "unmasked":
         raise ValueError(f"unknown mode {mode!r}")
-    return k.to_numpy(layer(xt, et, **kwargs))
+    return k.to_numpy(layer([xt, et], **kwargs) if listed else layer(xt, et, **kwargs))
 
 
 def lengths_mask(lengths, total) -> np.ndarray:
