@@ -9,6 +9,7 @@ stderr and never stop the others.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import shlex
@@ -390,7 +391,9 @@ def _screen_all(found, jobs: int, screens: Optional[ScreenCache] = None):
             if executor is None:
                 executor = _pool(jobs)
             try:
-                pending.append((list(batch), executor.submit(_screen_chunk, paths)))
+                future = executor.submit(_screen_chunk, paths)
+                future.add_done_callback(_preload_engine)
+                pending.append((list(batch), future))
             except _broken_pool():
                 pending.append((list(batch), None))
         batch.clear()
@@ -418,6 +421,25 @@ def _screen_all(found, jobs: int, screens: Optional[ScreenCache] = None):
             executor.shutdown()
 
 
+_preloading: List[threading.Thread] = []  # at most one: the import of the engine
+_preload_lock = threading.Lock()
+
+
+def _preload_engine(future) -> None:
+    """Once a worker has screened a file that the analysis must see, import the engine (LibCST
+    above all, most of what one such file costs) in the background while the workers screen the
+    rest of the tree.  Only after the workers have been forked: a fork during an import could
+    leave a module lock held in the child."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    if any(kind == "parse" for kind, _ in future.result()):
+        with _preload_lock:
+            if not _preloading:
+                _preloading.append(threading.Thread(target=importlib.import_module,
+                                                    args=(f"{__package__}.engine",), daemon=True))
+                _preloading[0].start()
+
+
 def _fork_context():
     import multiprocessing  # only when workers are needed: a few files are screened here
 
@@ -440,6 +462,8 @@ def _broken_pool() -> type:
 
 def _screen_isolated(paths: List[str], context) -> List[Tuple[str, object]]:
     """Screen ``paths`` in child processes; a file that kills its child is reported, the rest go on."""
+    for thread in _preloading:
+        thread.join()  # no fork while a module is half imported
     results: List[Tuple[str, object]] = []
     while len(results) < len(paths):
         reader, writer = context.Pipe(duplex=False)

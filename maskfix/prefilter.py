@@ -5,7 +5,10 @@ Every finding needs some words in the file: a decoder stores a
 one next to ``Input``s); a lazy embedding mask is a ``compute_mask`` with an
 ``if mask is None: return None`` guard in its body; a standalone mask factory
 is a function of two parameters that builds its look-ahead mask with a
-triangle op and returns three masks on one line (or a name it binds them to on one line).
+triangle op and returns three masks (or a name it binds them to): the returned
+tuple is read over the lines its brackets join, and its commas are counted
+outside brackets, so a function that merely calls something with three
+arguments does not pass.
 Notebooks keep their code in JSON strings, where line structure is escaped,
 so for them the words alone decide.  tests/test_prefilter.py checks that
 every fixture with a finding passes.
@@ -28,18 +31,72 @@ _GUARD = re.compile(
     rb"(?:(?!\n[ \t]*(?:def|class)\s)[\s\S])*?"
     rb"\bif\s+\1\s+is\s+None\s*:\s*(?:#[^\n]*)?(?:\r?\n\s*)?return\s+None\b"
 )
-# a function of two parameters (after an optional self), with its indented body ...
+# a function of two parameters (after an optional self or cls), with its indented body ...
 _TWO_PARAMS = re.compile(
-    rb"^(?P<ind>[ \t]*)def\s+\w+\s*\(\s*(?:self\s*,\s*)?[^,()*]+,[^,()*]+\)\s*(?:->[^:\n]+)?:[^\n]*\r?\n"
+    rb"^(?P<ind>[ \t]*)def\s+\w+\s*\(\s*(?:(?:self|cls)\s*,\s*)?[^,()*]+,[^,()*]+\)\s*(?:->[^:\n]+)?:[^\n]*\r?\n"
     rb"(?P<body>(?:(?P=ind)[ \t]+[^\n]*\r?\n|[ \t]*\r?\n)*)",
     re.M,
 )
-# ... that returns three things on one line, or binds them to the name it returns
-_TRIPLE = re.compile(rb"^[ \t]*(?:return\b|\w+\s*=)[^\n]*,[^\n]*,", re.M)
+# ... that returns three things (a tuple, or a name it binds one to)
+_RETURN = re.compile(rb"^[ \t]*return\b[ \t]*(?=\S)", re.M)
+_STRING = re.compile(rb"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"")
+_OPEN, _CLOSE = frozenset(b"([{"), frozenset(b")]}")
+
+
+def _logical_line(raw: bytes, start: int, limit: int = 40) -> bytes:
+    """The statement that starts at ``start``, over the lines its brackets (or a backslash) join,
+    with string literals blanked and comments dropped."""
+    out, depth = [], 0
+    for _ in range(limit):
+        end = raw.find(b"\n", start)
+        end = len(raw) if end == -1 else end
+        line = raw[start:end]
+        if b"'" in line or b'"' in line:
+            line = _STRING.sub(b"''", line)
+        line = line.split(b"#", 1)[0].rstrip()
+        out.append(line)
+        depth += sum(line.count(c) for c in b"([{") - sum(line.count(c) for c in b")]}")
+        if (depth <= 0 and not line.endswith(b"\\")) or end == len(raw):
+            break
+        start = end + 1
+    return b" ".join(out)
+
+
+def _three_items(expr: bytes) -> bool:
+    """Whether ``expr`` can be a tuple of three or more items: two commas outside brackets (an
+    outer pair of parentheses is looked through; depth never drops below zero, so a stray closing
+    bracket can only add commas)."""
+    if expr.count(b",") < 2:
+        return False
+    expr = expr.strip()
+    if expr[:1] == b"(" and expr[-1:] == b")":
+        expr = expr[1:-1]
+    depth = commas = 0
+    for c in expr:
+        if c in _OPEN:
+            depth += 1
+        elif c in _CLOSE:
+            depth = max(depth - 1, 0)
+        elif c == 44 and depth == 0:  # ','
+            commas += 1
+    return commas >= 2
+
+
+def _returns_triple(body: bytes) -> bool:
+    for r in _RETURN.finditer(body):
+        value = _logical_line(body, r.end())
+        if _three_items(value):
+            return True
+        name = re.fullmatch(rb"\(?\s*(\w+)\s*\)?", value.strip())
+        if name:  # a name bound to three things
+            binding = re.compile(rb"^[ \t]*" + name.group(1) + rb"\s*(?::[^=\n]+)?=(?!=)", re.M)
+            if any(_three_items(_logical_line(body, a.end())) for a in binding.finditer(body)):
+                return True
+    return False
 
 
 def _factory_like(raw: bytes) -> bool:
-    return any(_TRIPLE.search(m.group("body")) for m in _TWO_PARAMS.finditer(raw))
+    return any(_returns_triple(m.group("body")) for m in _TWO_PARAMS.finditer(raw))
 
 
 def might_match(raw: bytes, notebook: bool = False) -> bool:
@@ -50,4 +107,4 @@ def might_match(raw: bytes, notebook: bool = False) -> bool:
         return any(n in raw for n in NEEDLES)
     if LAZY in raw and _GUARD.search(raw):
         return True
-    return any(n in raw for n in TRIANGLES) and _TRIPLE.search(raw) is not None and _factory_like(raw)
+    return any(n in raw for n in TRIANGLES) and _factory_like(raw)

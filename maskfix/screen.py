@@ -19,7 +19,8 @@ would be fragile:
 - a mask that hides with 1 (MF009): such a class (or a functional builder)
   that applies an attention with an explicit mask, self-attention included,
   in a source that spells one of the ways such a mask is built (``equal``,
-  ``== 0``, ``1 - m``, ``logical_not``, ``~``, ``triu``, a ``-1e9`` constant);
+  ``== 0`` outside the test of an ``if``, ``1 - m``, ``logical_not``, ``~m``,
+  ``triu``, a large negative constant such as ``-1e9``);
 - a cross-attention that relies on implicit masks inside a decoder sub-model (MF012,
   implicit.implicit_decoders): the same class shape with a query and a different value but no
   mask, in a source that also builds a model from ``Input``s;
@@ -53,8 +54,13 @@ MHA = "MultiHeadAttention"
 _MASK_KEYWORDS = {"attention_mask", "use_causal_mask"}
 _ANY_MASK = {"attention_mask", "query_mask", "key_mask", "value_mask"}
 # What builds a mask with 1 marking what is hidden (values.py's transfer functions, loosened):
-# equal(...)/== 0, 1 - m, logical_not, ~m, triu, a large negative constant.
-_HIDING = re.compile(r"(?<!not_)equal\(|==\s*0\b|\b1(?:\.0*)?\s*-\s*[\w(]|logical_not|~|triu|\d[eE][+-]?\d|inf\b")
+# equal(...)/== 0 outside the test of an if, while or assert, 1 - m, logical_not, ~m, triu, a
+# large negative constant (-1e9, -10000, -inf; not a small one such as an epsilon of 1e-6).
+_HIDING = re.compile(
+    r"(?<!not_)equal\(|^(?![ \t]*(?:el)?if\b|[ \t]*while\b|[ \t]*assert\b)[^\n]*==\s*0\b"
+    r"|\b1(?:\.0*)?\s*-\s*[\w(]|logical_not|~\s*[\w(]|triu|-\s*\d[\d_]*\.?\d*[eE]\+?\d|-\s*\d[\d_]{3}|inf\b",
+    re.M,
+)
 # Calls that make a mask causal by name (analysis._CAUSAL_CALLS and _ORDER_CALLS).
 _CAUSAL_NAMES = {"band_part", "tril", "triu", "greater_equal", "greater", "less_equal", "less"}
 _ORDER_OPS = (ast.Gt, ast.GtE, ast.Lt, ast.LtE)
@@ -94,7 +100,7 @@ def _worth_parsing(source: str, keep_tree: bool) -> bool:
 
     for node in _definitions(tree.body):
         if isinstance(node, ast.ClassDef):
-            if (_spans(node, mha) and _decoder_shape(node, polar, submodel)) or \
+            if (_spans(node, mha) and _decoder_shape(node, mha, polar, submodel)) or \
                     (_spans(node, compute_mask) and _lazy_mask_shape(node)):
                 break
         elif _factory_shape(node, helpers) or (_spans(node, mha) and _functional_decoder_shape(node, polar)):
@@ -119,17 +125,27 @@ def _spans(node: ast.stmt, lines: List[int]) -> bool:
     return any(node.lineno <= line <= node.end_lineno for line in lines)
 
 
-def _definitions(body: List[ast.stmt]) -> Iterator[ast.stmt]:
-    """Every class and function, at any depth, visiting statements only (expressions are many)."""
+_BLOCKS = ("body", "orelse", "finalbody", "handlers", "cases")
+
+
+def _statements(body: List[ast.stmt], into_definitions: bool = True) -> Iterator[ast.stmt]:
+    """Every statement, at any depth (expressions are many, and none is visited); the bodies of
+    nested classes and functions only with ``into_definitions``."""
     stack = list(reversed(body))
     while stack:
         node = stack.pop()
-        if isinstance(node, (ast.ClassDef, *_DEFS)):
-            yield node
-        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
+        yield node
+        if not into_definitions and isinstance(node, (ast.ClassDef, *_DEFS)):
+            continue
+        for name in _BLOCKS:
             children = getattr(node, name, None)
-            if isinstance(children, list):
+            if children:
                 stack.extend(reversed(children))
+
+
+def _definitions(body: List[ast.stmt]) -> Iterator[ast.stmt]:
+    """Every class and function, at any depth."""
+    return (n for n in _statements(body) if isinstance(n, (ast.ClassDef, *_DEFS)))
 
 
 def _params(fn) -> List[str]:
@@ -157,22 +173,24 @@ def _self_attr(node) -> str:
     return ""
 
 
-def _mha_attributes(cls: ast.ClassDef) -> Set[str]:
+def _mha_attributes(cls: ast.ClassDef, lines: List[int]) -> Set[str]:
+    """``X`` for every ``self.X = ...MultiHeadAttention(...)...`` in ``cls`` (``lines``: where the word is)."""
     attrs = set()
-    for node in ast.walk(cls):
+    for node in _statements(cls.body):
         if isinstance(node, ast.Assign):
             targets = node.targets
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
             targets = [node.target]
         else:
             continue
-        if any(isinstance(c, ast.Call) and _last_name(c.func) == MHA for c in ast.walk(node.value)):
+        if _spans(node, lines) and any(
+                isinstance(c, ast.Call) and _last_name(c.func) == MHA for c in ast.walk(node.value)):
             attrs.update(a for a in map(_self_attr, targets) if a)
     return attrs
 
 
-def _decoder_shape(cls: ast.ClassDef, polar: bool = False, implicit: bool = False) -> bool:
-    attrs = _mha_attributes(cls)
+def _decoder_shape(cls: ast.ClassDef, lines: List[int], polar: bool = False, implicit: bool = False) -> bool:
+    attrs = _mha_attributes(cls, lines)
     if not attrs:
         return False
     for fn in cls.body:
@@ -282,12 +300,14 @@ def _factory_shape(fn, helpers) -> bool:
     params = _params(fn)
     if len(params) != 2:
         return False
-    nodes = list(ast.walk(fn))
-    returns = [n.value for n in _own_nodes(fn) if isinstance(n, ast.Return) and n.value is not None]
+    returns = [n.value for n in _statements(fn.body, into_definitions=False)
+               if isinstance(n, ast.Return) and n.value is not None]
     # factories.find_factories: exactly one value returned, a 3-tuple (or a name bound to one)
     if len(returns) != 1 or not isinstance(returns[0], (ast.Tuple, ast.Name)):
         return False
-    bindings = _bindings(nodes)
+    if isinstance(returns[0], ast.Tuple) and len(returns[0].elts) != 3:
+        return False
+    bindings = _bindings(ast.walk(fn))
     triples = [returns[0]] if isinstance(returns[0], ast.Tuple) else bindings.get(returns[0].id, [])
     triples = [t for t in triples if isinstance(t, ast.Tuple) and len(t.elts) == 3]
     return any(
@@ -295,16 +315,6 @@ def _factory_shape(fn, helpers) -> bool:
         and _reaches_causal_origin(t.elts[1], bindings, helpers)
         for t in triples
     )
-
-
-def _own_nodes(fn) -> Iterator[ast.AST]:
-    """The nodes of ``fn`` outside the functions, lambdas and classes nested in it."""
-    stack = list(ast.iter_child_nodes(fn))
-    while stack:
-        node = stack.pop()
-        yield node
-        if not isinstance(node, (ast.ClassDef, ast.Lambda, *_DEFS)):
-            stack.extend(ast.iter_child_nodes(node))
 
 
 def _reachable_names(expr, bindings) -> Set[str]:

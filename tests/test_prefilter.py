@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from maskfix import engine
+from maskfix import cli, engine
 from maskfix.cli import main
+from maskfix.files import discover_stat
 from maskfix.notebook import Notebook, NotPythonNotebook
 from maskfix.prefilter import might_match
 from maskfix.screen import worth_parsing
@@ -100,3 +101,72 @@ def test_a_call_site_in_another_file_is_threaded_through_the_cli(tmp_path, capsy
     assert "TransformerDecoder(16, 32, 2)(y, enc, encoder_padding_mask=encoder_padding_mask)" in new_user
     capsys.readouterr()
     assert main(["check", "-j", jobs, str(tmp_path)]) == 0
+
+
+FACTORY = (
+    "import tensorflow as tf\n\n\n"
+    "def create_masks(inp, tar):\n"
+    "    enc_padding_mask = padding(inp)\n"
+    "    look_ahead = 1 - tf.experimental.numpy.tril(square_of_ones(tar))\n"
+    "    {body}\n"
+)
+
+
+@pytest.mark.parametrize("body", [
+    "return enc_padding_mask, look_ahead, enc_padding_mask",
+    "return (\n        enc_padding_mask,\n        look_ahead,\n        enc_padding_mask,\n    )",
+    "masks = (\n        enc_padding_mask,  # (batch, 1, 1, src)\n        look_ahead, enc_padding_mask)\n"
+    "    return masks",
+], ids=["one-line", "multi-line", "bound-multi-line"])
+def test_a_factory_returning_three_masks_passes_however_the_tuple_is_laid_out(body):
+    assert might_match(FACTORY.format(body=body).encode())
+
+
+@pytest.mark.parametrize("body", [
+    "x = tf.concat([enc_padding_mask, look_ahead], axis=-1)\n    return tf.reshape(x, (1, 2, -1))",
+    "return f(enc_padding_mask, look_ahead, 'a, b')",
+    "return enc_padding_mask, look_ahead",
+], ids=["three-arguments", "one-call", "pair"])
+def test_a_two_parameter_function_returning_no_triple_fails_the_byte_prefilter(body):
+    assert not might_match(FACTORY.format(body=body).encode())
+
+
+ENCODER = (
+    "import keras\n\nclass Block(keras.layers.Layer):\n"
+    "    def __init__(self, dim):\n        super().__init__()\n"
+    "        if dim % 2 == 0:\n            dim += 1\n"
+    "        self.norm = keras.layers.LayerNormalization(epsilon=1e-6)\n"
+    "        self.att = keras.layers.MultiHeadAttention(2, dim)\n"
+    "    def call(self, x, mask=None):\n"
+    "        {mask}\n"
+    "        return self.norm(x + self.att(x, x, attention_mask=mask))\n"
+)
+
+
+def test_an_encoder_with_an_epsilon_and_a_test_against_zero_is_screened_out():
+    assert not worth_parsing(ENCODER.format(mask="pass"))
+
+
+@pytest.mark.parametrize("mask", [
+    "mask = tf.cast(tf.math.equal(mask, 0), tf.float32)",
+    "mask = mask == 0",
+    "mask = (1.0 - mask) * -1e9",
+    "mask = ops.where(mask, 0.0, -10000.0)",
+    "mask = ~mask",
+])
+def test_an_encoder_that_builds_a_mask_hiding_with_one_is_kept(mask):
+    assert worth_parsing(ENCODER.format(mask=mask))
+
+
+@pytest.mark.parametrize("decoder", [True, False])
+def test_workers_that_find_a_file_for_the_analysis_start_importing_the_engine(tmp_path, monkeypatch, decoder):
+    monkeypatch.setattr(cli, "_preloading", [])
+    for i in range(300):  # enough files for the parallel path
+        (tmp_path / f"filler_{i}.py").write_text(f"x = {i}\n")
+    if decoder:
+        shutil.copy(FIXTURES / "book_tf" / "before.py", tmp_path / "zz_decoder.py")
+    results = list(cli._screen_all(discover_stat([str(tmp_path)]), 2))
+    assert [r[2][0] for r in results].count("parse") == int(decoder)
+    assert len(cli._preloading) == int(decoder)
+    for thread in cli._preloading:
+        thread.join()
