@@ -89,6 +89,7 @@ def _worth_parsing(source: str, keep_tree: bool) -> bool:
         return True
     # Walking a class is costly: only classes whose lines hold the word are walked.
     mha, compute_mask = _lines_with(source, MHA), _lines_with(source, "compute_mask")
+    inputs = _lines_with(source, "Input") if mha else []
     polar = _HIDING.search(source) is not None
     submodel = "Input(" in source
     cache = []
@@ -103,7 +104,8 @@ def _worth_parsing(source: str, keep_tree: bool) -> bool:
             if (_spans(node, mha) and _decoder_shape(node, mha, polar, submodel)) or \
                     (_spans(node, compute_mask) and _lazy_mask_shape(node)):
                 break
-        elif _factory_shape(node, helpers) or (_spans(node, mha) and _functional_decoder_shape(node, polar)):
+        elif _factory_shape(node, helpers) or (
+                _spans(node, mha) and _spans(node, inputs) and _functional_decoder_shape(node, polar)):
             break
     else:
         return False
