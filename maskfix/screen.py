@@ -90,7 +90,7 @@ def _worth_parsing(source: str, keep_tree: bool) -> bool:
     # Walking a class is costly: only classes whose lines hold the word are walked.
     mha, compute_mask = _lines_with(source, MHA), _lines_with(source, "compute_mask")
     inputs = _lines_with(source, "Input") if mha else []
-    polar = _HIDING.search(source) is not None
+    polar = bool(mha) and _HIDING.search(source) is not None  # needed only where the word is
     submodel = "Input(" in source
     cache = []
 
