@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import libcst as cst
 
@@ -36,7 +36,7 @@ from .submodels import (
     returned_values,
     token_input_of_model,
 )
-from .trace import Body, index_bodies, layer_instances, trace_root
+from .trace import Body, Function, LocalFunctions, index_bodies, layer_instances, trace_root
 
 NEW_PARAM = "encoder_padding_mask"
 
@@ -399,6 +399,29 @@ class SitePlan:
     uses: List[ModelUse] = field(default_factory=list)  # the sub-model's calls
 
 
+@dataclass
+class Supply:
+    """The encoder padding mask for one place that reads encoder outputs: the expression to pass
+    there, the token ids it is built from, and the edits that bring it there (a helper's new
+    parameter and the arguments its callers pass for it)."""
+
+    value: cst.BaseExpression
+    tokens: Set[str]
+    edits: List[Callable[[], None]] = field(default_factory=list)
+
+    def code(self) -> str:
+        return cst.Module([]).code_for_node(self.value)
+
+    def apply(self) -> None:
+        for edit in self.edits:
+            edit()
+
+
+def _all_params(fn: Function) -> List[str]:
+    ps = fn.params
+    return [p.name.value for p in (*ps.posonly_params, *ps.params, *ps.kwonly_params)]
+
+
 class CallSitePlanner:
     """Threads ``encoder_padding_mask`` to where the decoder layer is applied."""
 
@@ -413,6 +436,8 @@ class CallSitePlanner:
         self.embeddings = frozenset(facts.embedding_classes)
         self.pad = facts.pad_id if facts.pad_id is not None else 0
         self._submodel_inputs: Dict[int, str] = {}  # id(feature Input stmt) -> mask input name
+        self._functions: Optional[LocalFunctions] = None
+        self._helper_params: Dict[int, str] = {}  # id(helper) -> the mask parameter it is given
 
     def pad_note(self) -> str:
         if self.facts.pad_id is not None:
@@ -445,11 +470,74 @@ class CallSitePlanner:
     def _mask_expr(self, tokens: str) -> cst.BaseExpression:
         return self.style.expression(self.facts.dialect.not_equal(tokens, self.pad))
 
-    def _pass_mask(self, call: cst.Call, value: cst.BaseExpression) -> None:
+    def _pass_mask(self, call: cst.Call, value: cst.BaseExpression, keyword: str = NEW_PARAM) -> None:
         self.edits.add_args.setdefault(id(call), []).append(
-            cst.Arg(keyword=cst.Name(NEW_PARAM), value=value,
+            cst.Arg(keyword=cst.Name(keyword), value=value,
                     equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")))
         )
+
+    @property
+    def functions(self) -> LocalFunctions:
+        if self._functions is None:
+            self._functions = LocalFunctions(self.facts.module)
+        return self._functions
+
+    def _encoder_mask(self, expr: cst.BaseExpression, node: cst.CSTNode, depth: int = 0) -> Optional[Supply]:
+        """The encoder padding mask that goes with ``expr`` (encoder outputs) where the call
+        ``node`` reads them: built from the token ids they come from, given to the helper (or
+        lambda) holding ``node`` as a new parameter when ``expr`` is one of its parameters, or
+        read from the enclosing function when ``expr`` is a closure's free name."""
+        stmt = self.index.stmt_of.get(id(node))
+        body = self.index.body_of.get(id(stmt)) if stmt is not None else None
+        if body is None or depth > 3:
+            return None
+        at = body.position[id(stmt)]
+        fn = self.functions.enclosing(node)
+        # a parameter of the function (or lambda) holding the call, not bound again before it
+        if isinstance(expr, cst.Name) and fn is not None and expr.value in _all_params(fn) and (
+                isinstance(fn, cst.Lambda) or (body.owner is fn and body.assignment_before(expr.value, at) is None)):
+            return self._through_parameter(fn, expr.value, depth)
+        root = trace_root(expr, body, at, self.instances)
+        if root is not None and root.is_token_input(self.embeddings):
+            return Supply(self._mask_expr(root.name), {root.name})
+        tokens = encoder_token_ids(expr, body, at, self._encoder_model, self.functions)
+        if tokens is not None:
+            return Supply(self._mask_expr(tokens), {tokens})
+        if isinstance(expr, cst.Name) and isinstance(fn, cst.FunctionDef) and body.owner is fn \
+                and body.assignment_before(expr.value, at) is None and self.functions.enclosing(fn) is not None:
+            # a closure reads the name where it runs: in the function that calls it
+            callers = self.functions.callers(fn)
+            found = [self._encoder_mask(expr, call, depth + 1) for call in callers]
+            if found and all(f is not None and f.code() == found[0].code() for f in found):
+                return found[0]
+        return None
+
+    def _through_parameter(self, fn: Function, param: str, depth: int) -> Optional[Supply]:
+        """The mask as a new parameter of ``fn``, whose callers each pass the mask that goes with
+        what they give ``param``."""
+        callers = self.functions.callers(fn)
+        supplied = []
+        for call in callers:
+            arg = self.functions.argument(call, fn, param)
+            found = self._encoder_mask(arg.value, call, depth + 1) if arg is not None else None
+            if found is None:
+                return None
+            supplied.append((call, found))
+        if not supplied:
+            return None
+        name = self._helper_params.get(id(fn)) or free_name(NEW_PARAM, names_in(fn))
+
+        def thread() -> None:
+            if id(fn) in self._helper_params:
+                return
+            self._helper_params[id(fn)] = name
+            self.edits.add_param[id(fn)] = name
+            for call, found in supplied:
+                self._pass_mask(call, found.value, name)
+                found.apply()
+
+        tokens = set().union(*(f.tokens for _, f in supplied))
+        return Supply(cst.Name(name), tokens, [thread])
 
     def _plan_submodel(self, site: CallSite, body: Body, root) -> SitePlan:
         """The keras-io layout: the decoder is a sub-model with its own Inputs."""
@@ -458,7 +546,7 @@ class CallSitePlanner:
             return SitePlan(site, "unresolved", f"`{root.name}` is an Input of no model maskfix can find")
         model_var, inputs_list, k = found
         outer = []
-        uses = model_uses(self.facts.module, body.owner, model_var)
+        uses = model_uses(self.facts.module, body.owner, model_var, self.functions)
         for use in uses:
             what = f"`{use.label}`"
             blocker = (None, use.call)
@@ -472,17 +560,11 @@ class CallSitePlanner:
             cbody = self.index.body_of.get(id(stmt)) if stmt is not None else None
             if k >= len(elements) or cbody is None:
                 return SitePlan(site, "unresolved", f"a call of {what} cannot be followed", blocker)
-            at = cbody.position[id(stmt)]
-            tokens = None
-            outer_root = trace_root(elements[k].value, cbody, at, self.instances)
-            if outer_root is not None and outer_root.is_token_input(self.embeddings):
-                tokens = outer_root.name
-            else:
-                tokens = encoder_token_ids(elements[k].value, cbody, at, self._encoder_model)
-            if tokens is None:
+            supply = self._encoder_mask(elements[k].value, use.call)
+            if supply is None:
                 return SitePlan(site, "unresolved",
                                 f"the encoder outputs given to {what} cannot be followed to a token input", blocker)
-            outer.append((use.inputs, k, tokens))
+            outer.append((use.inputs, k, supply))
         if not outer:
             return SitePlan(site, "unresolved", f"`{model_var}` is never called in this file")
         for key, module, imported in self.others:
@@ -502,12 +584,13 @@ class CallSitePlanner:
                 f"{mask_input} = {input_func}(shape=(None,), dtype={q('bool')}, name={q(NEW_PARAM)})"
             ))
             self.edits.add_elements.setdefault(id(inputs_list), []).append((k, cst.Name(mask_input)))
-            for lst, idx, tokens in outer:
-                self.edits.add_elements.setdefault(id(lst), []).append((idx, self._mask_expr(tokens)))
+            for lst, idx, supply in outer:
+                self.edits.add_elements.setdefault(id(lst), []).append((idx, supply.value.deep_clone()))
+                supply.apply()
         self._pass_mask(site.call, cst.Name(mask_input))
         calls = f", passed at all {len(outer)} calls of `{model_var}`" if len(outer) > 1 else ""
         return SitePlan(site, "submodel", f"new decoder input `{mask_input}`{calls}; {self.pad_note()}",
-                        sources=sorted({tokens for _, _, tokens in outer}), uses=uses)
+                        sources=sorted({t for _, _, supply in outer for t in supply.tokens}), uses=uses)
 
     def _encoder_model(self, key: str):
         """``(Model call, its body, its position)`` bound to ``key`` (through the tuple a builder
@@ -741,6 +824,14 @@ class _Apply(cst.CSTTransformer):
 
     def _fit(self, stmt, indent):
         return self.fitter.new(stmt, indent)
+
+    def leave_Lambda(self, original, updated):
+        name = self.e.add_param.get(id(original))
+        if name:
+            updated = updated.with_changes(params=_add_param(updated.params, name))
+            if self.touched:
+                self.touched[-1] = True
+        return updated
 
     def leave_FunctionDef(self, original, updated):
         name = self.e.add_param.get(id(original))

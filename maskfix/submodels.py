@@ -15,7 +15,7 @@ from typing import Callable, List, Optional, Set, Tuple
 import libcst as cst
 
 from .syntax import instance_key, iter_nodes, keyword_arg, last_name, positional_args
-from .trace import Body, input_rank, is_input_call
+from .trace import Body, LocalFunctions, input_rank, is_input_call
 
 # Model methods that take the same inputs as calling the model.
 PREDICT_METHODS = {"predict", "predict_on_batch", "predict_step", "__call__", "call"}
@@ -101,10 +101,12 @@ def keys_bound_from(module: cst.Module, builder: str, position: int) -> Set[str]
     return out
 
 
-def _uses(module: cst.Module, keys: Set[str], skip: Optional[cst.CSTNode] = None,
-          builder: Optional[str] = None) -> List[ModelUse]:
+def _uses(module: cst.CSTNode, keys: Set[str], skip: Optional[cst.CSTNode] = None,
+          builder: Optional[str] = None, functions: Optional[LocalFunctions] = None,
+          depth: int = 0) -> List[ModelUse]:
     """Calls on ``keys`` in ``module``, leaving out ``skip`` and the functions where a name of
-    ``keys`` is local (other than as the result of ``builder``)."""
+    ``keys`` is local (other than as the result of ``builder``).  With ``functions``, a helper
+    that is given the model as an argument is followed: calls of that parameter count too."""
     hidden: Set[int] = set()
     names = [k for k in keys if "." not in k]
     for fn in iter_nodes(module, cst.FunctionDef):
@@ -129,24 +131,51 @@ def _uses(module: cst.Module, keys: Set[str], skip: Optional[cst.CSTNode] = None
             pos = positional_args(call)
             arg = pos[0] if pos else None
         out.append(ModelUse(call, method, arg.value if arg is not None else None))
+    if functions is not None and depth < 3:
+        seen = {id(u.call) for u in out}
+        for call in iter_nodes(module, cst.Call):
+            if id(call) in hidden:
+                continue
+            for param, inner in _given_model(call, keys, functions):
+                for use in _uses(inner, {param}, functions=functions, depth=depth + 1):
+                    if id(use.call) not in seen:
+                        seen.add(id(use.call))
+                        out.append(use)
     return out
 
 
-def model_uses(module: cst.Module, owner: cst.CSTNode, model_var: str) -> List[ModelUse]:
+def _given_model(call: cst.Call, keys: Set[str], functions: LocalFunctions) -> List[Tuple[str, cst.CSTNode]]:
+    """``(parameter, body)`` of the helper ``call`` runs, for each parameter given a model of ``keys``."""
+    fn = functions.resolve(call)
+    if fn is None:
+        return []
+    ps = fn.params
+    out = []
+    for p in (*ps.posonly_params, *ps.params, *ps.kwonly_params):
+        arg = functions.argument(call, fn, p.name.value)
+        if arg is not None and instance_key(arg.value, subscripts=False) in keys:
+            out.append((p.name.value, fn.body))
+    return out
+
+
+def model_uses(module: cst.Module, owner: cst.CSTNode, model_var: str,
+               functions: Optional[LocalFunctions] = None) -> List[ModelUse]:
     """Every call of the sub-model bound to ``model_var`` in the body of ``owner``, in ``module``.
 
     A sub-model built at module level is reached from any function that does not bind the name
     itself; one built in a builder function is reached in that function and, through the
-    builder's returned tuple, wherever its result is unpacked.
+    builder's returned tuple, wherever its result is unpacked.  With ``functions``, also inside
+    the helpers it is passed to.
     """
     if isinstance(owner, cst.Module):
-        return _uses(module, {model_var})
-    uses = _uses(owner.body, {model_var}, builder=owner.name.value)
+        return _uses(module, {model_var}, functions=functions)
+    uses = _uses(owner.body, {model_var}, builder=owner.name.value, functions=functions)
     position = _returned_position(owner, model_var)
     if position is not None:
         keys = keys_bound_from(module, owner.name.value, position)
         if keys:
-            uses += _uses(module, keys, owner, owner.name.value)
+            seen = {id(u.call) for u in uses}
+            uses += [u for u in _uses(module, keys, owner, owner.name.value, functions) if id(u.call) not in seen]
     return uses
 
 
@@ -181,13 +210,15 @@ def token_input_of_model(model_call: cst.Call, body: Optional[Body], at: int) ->
 Resolver = Callable[[str], Optional[Tuple[cst.Call, Optional[Body], int]]]
 
 
-def encoder_token_ids(expr: cst.BaseExpression, body: Body, at: int, resolve: Resolver) -> Optional[str]:
+def encoder_token_ids(expr: cst.BaseExpression, body: Body, at: int, resolve: Resolver,
+                      functions: Optional[LocalFunctions] = None) -> Optional[str]:
     """The name of the token ids that an encoder sub-model turned into ``expr``.
 
     ``expr`` is followed through plain assignments in ``body`` to ``enc(ids)`` or
     ``enc.predict(ids, ...)``, where ``resolve(key)`` finds the ``Model(...)`` bound to
-    ``enc`` as ``(call, its body, its position)``.  Only a plain name is returned for the ids,
-    and only when it is not bound again between the encoder call and ``at``.
+    ``enc`` as ``(call, its body, its position)``, and with ``functions`` through one-line
+    helpers that make that call.  Only a plain name is returned for the ids, and only when it is
+    not bound again between the encoder call and ``at``.
     """
     use = at
     for _ in range(20):
@@ -205,7 +236,11 @@ def encoder_token_ids(expr: cst.BaseExpression, body: Body, at: int, resolve: Re
         key = instance_key(func, subscripts=False)
         model = resolve(key) if key else None
         if model is None:
-            return None
+            inlined = functions.inline(expr) if functions is not None else None
+            if inlined is None:
+                return None
+            expr = inlined
+            continue
         pos = positional_args(expr)
         ids = pos[0].value if pos else None
         if not isinstance(ids, cst.Name):

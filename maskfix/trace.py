@@ -9,7 +9,7 @@ before the use), which is what ``x = Layer()(x)`` chains need.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import libcst as cst
 
@@ -206,3 +206,168 @@ def layer_instances(module: cst.Module) -> Dict[str, cst.Call]:
                 if key:
                     out[key] = node.value
     return out
+
+
+Function = Union[cst.FunctionDef, cst.Lambda]
+
+
+class LocalFunctions(cst.CSTVisitor):
+    """The module's functions and lambdas that model-building code calls by name.
+
+    A function is found by the name it is bound to (``def f`` or ``f = lambda ...``) in the scope
+    of the call or an enclosing one; a name bound to functions more than once in a scope is not
+    followed.  This lets the tracer step into a helper that calls a sub-model, and out of it to
+    the calls that give the helper its arguments.
+    """
+
+    def __init__(self, module: cst.Module):
+        super().__init__()
+        self.module = module
+        self._stack: List[cst.CSTNode] = [module]
+        self._scope_of: Dict[int, cst.CSTNode] = {}  # id(node) -> innermost function (or module)
+        self._defined: Dict[int, Dict[str, List[Function]]] = {}  # id(scope) -> name -> functions
+        self._calls: Dict[int, List[cst.Call]] = {}  # id(function) -> its calls by name
+        self._keep: List[cst.CSTNode] = []
+        module.visit(self)
+        for call in iter_nodes(module, cst.Call):
+            fn = self.resolve(call)
+            if fn is not None:
+                self._calls.setdefault(id(fn), []).append(call)
+
+    # -- the walk
+
+    def _define(self, name: str, fn: Function) -> None:
+        scope = self._stack[-1]
+        self._defined.setdefault(id(scope), {}).setdefault(name, []).append(fn)
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self._scope_of[id(node)] = self._stack[-1]
+        self._define(node.name.value, node)
+        self._stack.append(node)
+
+    def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self._stack.pop()
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self._scope_of[id(node)] = self._stack[-1]
+        self._stack.append(node)  # its methods are not names of the functions below
+
+    def leave_ClassDef(self, node: cst.ClassDef) -> None:
+        self._stack.pop()
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        if isinstance(node.value, cst.Lambda):
+            for t in node.targets:
+                if isinstance(t.target, cst.Name):
+                    self._define(t.target.value, node.value)
+
+    def visit_Lambda(self, node: cst.Lambda) -> None:
+        self._scope_of[id(node)] = self._stack[-1]
+        self._stack.append(node)
+
+    def leave_Lambda(self, node: cst.Lambda) -> None:
+        self._stack.pop()
+
+    def visit_Call(self, node: cst.Call) -> None:
+        self._scope_of[id(node)] = self._stack[-1]
+
+    # -- queries
+
+    def enclosing(self, node: cst.CSTNode) -> Optional[Function]:
+        """The innermost function or lambda holding ``node`` (a call, a function); None at module level."""
+        scope = self._scope_of.get(id(node))
+        return scope if isinstance(scope, (cst.FunctionDef, cst.Lambda)) else None
+
+    def resolve(self, call: cst.Call) -> Optional[Function]:
+        """The function ``call`` runs, when it calls a name bound to exactly one function."""
+        if not isinstance(call.func, cst.Name):
+            return None
+        name = call.func.value
+        scope: Optional[cst.CSTNode] = self._scope_of.get(id(call))
+        while scope is not None:
+            found = None if isinstance(scope, cst.ClassDef) else self._defined.get(id(scope), {}).get(name)
+            if found:
+                return found[0] if len(found) == 1 else None
+            if isinstance(scope, cst.Module):
+                return None
+            scope = self._scope_of.get(id(scope), self.module)
+        return None
+
+    def callers(self, fn: Function) -> List[cst.Call]:
+        """The calls of ``fn`` by its name."""
+        return list(self._calls.get(id(fn), ()))
+
+    def argument(self, call: cst.Call, fn: Function, param: str) -> Optional[cst.Arg]:
+        """The argument ``call`` passes for ``fn``'s parameter ``param`` (None: none, or unknown)."""
+        ps = fn.params
+        positional = [p.name.value for p in (*ps.posonly_params, *ps.params)]
+        found = keyword_arg(call, param)
+        if found is not None:
+            return found
+        if param in positional:
+            pos = positional_args(call)
+            i = positional.index(param)
+            if any(a.star for a in call.args):
+                return None
+            return pos[i] if i < len(pos) else None
+        return None
+
+    def inline(self, call: cst.Call) -> Optional[cst.BaseExpression]:
+        """What a call of a one-line helper returns, its parameters replaced by the call's
+        arguments: ``f(ids)`` with ``def f(x): return enc.predict(x)`` gives ``enc.predict(ids)``.
+        Names the helper reads from an enclosing scope stay as they are."""
+        fn = self.resolve(call)
+        if fn is None:
+            return None
+        if isinstance(fn, cst.Lambda):
+            value = fn.body
+        else:
+            body = fn.body.body if isinstance(fn.body, cst.IndentedBlock) else ()
+            stmts = [s for s in body if not _is_docstring_line(s)]
+            if len(stmts) != 1 or not isinstance(stmts[0], cst.SimpleStatementLine) \
+                    or not isinstance(stmts[0].body[0], cst.Return) or stmts[0].body[0].value is None:
+                return None
+            value = stmts[0].body[0].value
+        mapping: Dict[str, cst.BaseExpression] = {}
+        ps = fn.params
+        for p in (*ps.posonly_params, *ps.params, *ps.kwonly_params):
+            arg = self.argument(call, fn, p.name.value)
+            if arg is not None:
+                mapping[p.name.value] = arg.value
+            elif p.default is not None:
+                mapping[p.name.value] = p.default
+            else:
+                return None
+        out = value.visit(_Substitute(mapping))
+        self._keep.append(out)  # the tracer keys nodes by id(): keep the new tree alive
+        return out
+
+
+class _Substitute(cst.CSTTransformer):
+    """Replace the free uses of names; attribute names, keywords and lambdas' own names stay."""
+
+    def __init__(self, mapping: Dict[str, cst.BaseExpression]):
+        super().__init__()
+        self.mapping = mapping
+        self.skip: set = set()
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        self.skip.add(id(node.attr))
+
+    def visit_Arg(self, node: cst.Arg) -> None:
+        if node.keyword is not None:
+            self.skip.add(id(node.keyword))
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return False
+
+    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
+        if id(original) in self.skip:
+            return updated
+        return self.mapping.get(original.value, updated)
+
+
+def _is_docstring_line(stmt: cst.CSTNode) -> bool:
+    return (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1
+            and isinstance(stmt.body[0], cst.Expr)
+            and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString)))

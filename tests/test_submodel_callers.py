@@ -1,5 +1,6 @@
 """Other calls of a decoder sub-model that the rewrite gives an ``encoder_padding_mask`` input."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,11 @@ def run(sources, fix=False):
 
 def codes(outcome):
     return [f.code for f in outcome.findings]
+
+
+def flat(text):
+    """``text`` on one line, whatever the rewrite's line wrapping."""
+    return re.sub(r"([(\[]) | ([)\]])", r"\1\2", " ".join(text.split()))
 
 
 def test_every_call_of_the_sub_model_gets_the_mask():
@@ -65,3 +71,51 @@ def test_a_call_in_another_file_is_reported_and_nothing_breaks():
     assert "`decoder.predict` in another file" in message and "infer.py line" in message
     assert "keras.Model([target, memory_in], probs)" in out["model.py"].new_source
     assert out["infer.py"].new_source is None
+
+
+def test_a_helper_given_the_sub_model_gets_the_mask_as_a_new_parameter():
+    source = BEFORE.replace(
+        "    translator = keras.Model([source, target], decoder([target, encoder(source)]))\n",
+        "    translator = keras.Model([source, target], run_model(decoder, target, encoder(source)))\n",
+    ).replace("def build_translator(", "def run_model(model, tokens, states):\n    return model([tokens, states])\n\n\n"
+              "def build_translator(")
+    out = run({"m.py": source}, fix=True)["m.py"]
+    assert codes(out) == ["MF001"]
+    new = flat(out.new_source)
+    assert ("def run_model(model, tokens, states, encoder_padding_mask=None): "
+            "return model([tokens, states, encoder_padding_mask])") in new
+    assert "run_model(decoder, target, encoder(source), encoder_padding_mask=ops.not_equal(source, 0))" in new
+    assert not run({"m.py": out.new_source})["m.py"].findings
+
+
+def test_states_from_a_one_line_helper_and_a_closure_are_followed():
+    source = BEFORE.replace(
+        "    memory = encoder.predict(source_ids, verbose=0)\n",
+        "    memory = encode(source_ids)\n",
+    ).replace(
+        "        probs = decoder.predict([out, memory], verbose=0)\n",
+        "        def step():\n            return decoder.predict([out, memory], verbose=0)\n        probs = step()\n",
+    ).replace("def greedy_translate(", "def encode(ids):\n    return encoder.predict(ids, verbose=0)\n\n\n"
+              "def greedy_translate(")
+    out = run({"m.py": source}, fix=True)["m.py"]
+    assert codes(out) == ["MF001"]
+    assert "return decoder.predict([out, memory, ops.not_equal(source_ids, 0)], verbose=0)" in flat(out.new_source)
+
+
+def test_each_caller_of_a_helper_passes_the_mask_of_its_own_source():
+    source = BEFORE.replace(
+        "        probs = decoder.predict([out, memory], verbose=0)\n",
+        "        probs = step(out, memory)\n",
+    ).replace("def greedy_translate(", "def step(prefix, states):\n    return decoder.predict([prefix, states])\n\n\n"
+              "def greedy_translate(") + (
+        "\n\ndef score(ids, prefix):\n    return step(prefix, encoder.predict(ids))\n")
+    out = run({"m.py": source}, fix=True)["m.py"]
+    assert codes(out) == ["MF001"]
+    new = flat(out.new_source)
+    assert "probs = step(out, memory, encoder_padding_mask=ops.not_equal(source_ids, 0))" in new
+    assert "return step(prefix, encoder.predict(ids), encoder_padding_mask=ops.not_equal(ids, 0))" in new
+    # a caller whose states cannot be followed leaves the helper and the sub-model as they are
+    blocked = source.replace("step(prefix, encoder.predict(ids))", "step(prefix, ids)")
+    out = run({"m.py": blocked}, fix=True)["m.py"]
+    assert codes(out) == ["MF001", "MF002"]
+    assert "def step(prefix, states):\n" in out.new_source

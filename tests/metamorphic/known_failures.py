@@ -43,22 +43,10 @@ KNOWN_FAILURES = {
     'extract_module_function': {
         'fam_gen_method_keras3',  # verdict {MF011}, expected {MF011 [*]}
         'fam_gen_path_target_tf',  # verdict {}, expected {MF011 [*]}
-        'fam_implicit_submodel_keras3',  # verdict {}, expected {MF012 [*]}
-        'fam_implicit_submodel_tf',  # verdict {}, expected {MF012 [*]}
-        'fam_submodel_callers_keras3',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
-        'fam_submodel_callers_tf',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
-        'kerasio_keras3',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
-        'kerasio_tf',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
     },
     'extract_nested_function': {
         'fam_gen_method_keras3',  # verdict {}, expected {MF011 [*]}
         'fam_gen_path_target_tf',  # verdict {}, expected {MF011 [*]}
-        'fam_implicit_submodel_keras3',  # verdict {}, expected {MF012 [*]}
-        'fam_implicit_submodel_tf',  # verdict {}, expected {MF012 [*]}
-        'fam_submodel_callers_keras3',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
-        'fam_submodel_callers_tf',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
-        'kerasio_keras3',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
-        'kerasio_tf',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
     },
     'extract_method': {
         'fam_gen_method_keras3',  # verdict {MF011}, expected {MF011 [*]}
@@ -69,10 +57,6 @@ KNOWN_FAILURES = {
     'extract_lambda': {
         'fam_gen_method_keras3',  # verdict {MF011}, expected {MF011 [*]}
         'fam_gen_path_target_tf',  # verdict {MF011}, expected {MF011 [*]}
-        'fam_implicit_submodel_keras3',  # verdict {}, expected {MF012 [*]}
-        'fam_implicit_submodel_tf',  # verdict {}, expected {MF012 [*]}
-        'fam_submodel_callers_keras3',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
-        'fam_submodel_callers_tf',  # verdict {MF001 [*], MF002}, expected {MF001 [*]}
     },
     'to_positional': {
         'fam_gen_method_keras3',  # verdict {}, expected {MF011 [*]}
