@@ -19,7 +19,8 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import libcst as cst
 
-from .analysis import CAUSAL, DEC, ENC, Flow, roots
+from .analysis import CAUSAL, DEC, ENC, Flow, module_dialect, roots
+from .flow.attention import KERAS_MHA, keras_signature, loop_layers
 from .flow.reaching import Element, Scope, param_names, scope_of
 from .symbols import Symbols
 from .syntax import (
@@ -279,9 +280,10 @@ class LayerClass:
     call: Optional[cst.FunctionDef]
     attrs: Dict[str, str]  # self attribute -> local class name
     key: Optional[str] = None  # the source defining it, when the run's symbols are known
+    runtime: Optional[str] = None  # the Keras of its source, which binds its attention calls
 
 
-def _layer_class(cls: cst.ClassDef, key: Optional[str] = None) -> LayerClass:
+def _layer_class(cls: cst.ClassDef, key: Optional[str] = None, runtime: Optional[str] = None) -> LayerClass:
     methods = {s.name.value: s for s in cls.body.body if isinstance(s, cst.FunctionDef)}
     attrs: Dict[str, str] = {}
     for node in iter_nodes(cls.body, cst.Assign):
@@ -294,7 +296,7 @@ def _layer_class(cls: cst.ClassDef, key: Optional[str] = None) -> LayerClass:
                 if name:
                     attrs.setdefault(attr, name)
                     break
-    return LayerClass(cls, methods.get("call") or methods.get("__call__"), attrs, key)
+    return LayerClass(cls, methods.get("call") or methods.get("__call__"), attrs, key, runtime)
 
 
 def layer_classes(module: cst.Module, symbols: Optional[Symbols] = None,
@@ -302,14 +304,22 @@ def layer_classes(module: cst.Module, symbols: Optional[Symbols] = None,
     """The layer classes ``module`` can use, by name: its own and, given the run's ``symbols``,
     those it imports from the run, with the classes these use in their own source."""
     if symbols is None or key not in symbols.modules:
-        return {cls.name.value: _layer_class(cls) for cls in iter_nodes(module, cst.ClassDef)}
+        runtime = module_dialect(module).runtime
+        return {cls.name.value: _layer_class(cls, None, runtime) for cls in iter_nodes(module, cst.ClassDef)}
+    runtimes: Dict[str, str] = {}
+
+    def runtime_of(home: str) -> str:
+        if home not in runtimes:
+            runtimes[home] = module_dialect(symbols.modules[home]).runtime
+        return runtimes[home]
+
     out = {}
     for name, d in symbols.classes(key).items():
-        out[name] = _layer_class(d.node, d.key)
+        out[name] = _layer_class(d.node, d.key, runtime_of(d.key))
     for home in sorted({d.key for d in symbols.classes(key).values()} - {key}):
         for name, d in symbols.classes(home).items():
             if name not in out:
-                out[name] = _layer_class(d.node, d.key)
+                out[name] = _layer_class(d.node, d.key, runtime_of(d.key))
     return out
 
 
@@ -327,10 +337,14 @@ def bind_args(call: cst.Call, params: Sequence[str]) -> Dict[str, cst.BaseExpres
     return slots
 
 
-def attention_roles(cls_name: str, classes: Dict[str, LayerClass]) -> Optional[List[str]]:
-    """Positional roles of an attention layer's call, or None if it is not one."""
-    if cls_name == "MultiHeadAttention" and cls_name not in classes:
-        return _KERAS_MHA
+def attention_roles(cls_name: str, classes: Dict[str, LayerClass],
+                    runtime: Optional[str] = None) -> Optional[List[str]]:
+    """Positional roles of an attention layer's call, or None if it is not one; Keras'
+    MultiHeadAttention binds as in ``runtime`` (the Keras of the source calling it)."""
+    if cls_name == KERAS_MHA and cls_name not in classes:
+        if runtime is None:
+            return _KERAS_MHA
+        return [ROLES.get(p, "") for p in keras_signature(runtime).params]
     cls = classes.get(cls_name)
     if cls is None:
         return None
@@ -347,22 +361,7 @@ def _slots_reaching_cross(cls_name: str, slot_of: Dict[str, int], classes: Dict[
     if cls is None or cls.call is None or depth > 6:
         return set()
     scope = Scope(cls.call)
-    loop_vars = {}  # ``for layer in self.layers:`` -> "layers"
-    for loop in iter_nodes(cls.call.body, cst.For):
-        pairs = [(loop.target, loop.iter)]
-        it = loop.iter
-        if isinstance(it, cst.Call) and last_name(it.func) in ("zip", "enumerate") \
-                and isinstance(loop.target, (cst.Tuple, cst.List)):
-            # ``for a, b in zip(self.xs, self.ys)``, ``for i, a in enumerate(self.xs)``
-            items = [a.value for a in positional_args(it)]
-            targets = [el.value for el in loop.target.elements]
-            if last_name(it.func) == "enumerate":
-                targets, items = targets[1:2], items[:1]
-            pairs = list(zip(targets, items)) if len(targets) == len(items) else []
-        for target, source in pairs:
-            attr = self_attr(source)
-            if attr and isinstance(target, cst.Name):
-                loop_vars[target.value] = attr
+    loop_vars = loop_layers(cls.call, {a: a for a in cls.attrs})  # loop variable -> its attribute
     found: Set[int] = set()
     for call in iter_calls(cls.call.body):
         attr = self_attr(call.func)
@@ -371,7 +370,7 @@ def _slots_reaching_cross(cls_name: str, slot_of: Dict[str, int], classes: Dict[
         if not attr or attr not in cls.attrs:
             continue
         inner = cls.attrs[attr]
-        roles = attention_roles(inner, classes)
+        roles = attention_roles(inner, classes, cls.runtime)
         if roles is not None:
             slots = {}
             for arg, role in zip(positional_args(call), roles):

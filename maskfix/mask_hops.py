@@ -29,8 +29,9 @@ from .factories import (
     factory_mask_calls,
     layer_classes,
 )
+from .flow.attention import loop_layers
 from .flow.reaching import Scope
-from .syntax import iter_calls, iter_nodes, positional_args, self_attr
+from .syntax import iter_calls, positional_args, self_attr
 
 LOOK_AHEAD, CROSS = 1, 2  # factory slots of the two decoder masks
 
@@ -64,15 +65,6 @@ def _code(node: cst.CSTNode) -> str:
     return cst.Module([]).code_for_node(node)
 
 
-def _loop_vars(fn: cst.FunctionDef) -> Dict[str, str]:
-    out = {}  # ``for layer in self.layers:`` -> "layers"
-    for loop in iter_nodes(fn.body, cst.For):
-        attr = self_attr(loop.iter)
-        if attr and isinstance(loop.target, cst.Name):
-            out[loop.target.value] = attr
-    return out
-
-
 def _attention_mask(call: cst.Call, roles: List[str]) -> Tuple[Dict[str, cst.BaseExpression], Optional[cst.Arg]]:
     slots: Dict[str, cst.BaseExpression] = {}
     mask_arg = None
@@ -104,7 +96,7 @@ def _walk(cls_name: str, carried: Dict[str, int], classes: Dict[str, LayerClass]
     name_of = {slot: p for p, slot in carried.items()}
     where = f"{cls_name}.{fn.name.value}"
     scope = Scope(fn)
-    loops = _loop_vars(fn)
+    loops = loop_layers(fn, {a: a for a in cls.attrs})  # loop variable -> the attribute it runs over
     attention: Dict[str, Tuple[cst.Call, cst.Arg, int]] = {}  # "self"/"cross" -> (call, mask arg, slot)
     for call in iter_calls(fn.body):
         attr = self_attr(call.func)
@@ -113,7 +105,7 @@ def _walk(cls_name: str, carried: Dict[str, int], classes: Dict[str, LayerClass]
         if not attr or attr not in cls.attrs:
             continue
         inner = cls.attrs[attr]
-        roles = attention_roles(inner, classes)
+        roles = attention_roles(inner, classes, cls.runtime)
         if roles is not None:
             slots, mask_arg = _attention_mask(call, roles)
             q, v, m = slots.get("query"), slots.get("value"), slots.get("mask")

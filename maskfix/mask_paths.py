@@ -28,8 +28,11 @@ from .factories import (
     call_params,
     layer_classes,
 )
+from .flow.attention import loop_layers
 from .flow.reaching import Element, Scope, param_names
-from .syntax import instance_key, is_none, iter_calls, iter_nodes, last_name, positional_args, self_attr
+from .syntax import (instance_key, is_none, iter_calls, iter_nodes, iter_own_nodes, last_name, names_in,
+                     positional_args, self_attr)
+from .trace import Function, LocalFunctions
 
 
 @dataclass
@@ -48,11 +51,7 @@ def _walk(cls_name: str, carried: Dict[str, Set[str]], classes: Dict[str, LayerC
         return
     fn = cls.call
     scope = Scope(fn)
-    loops = {}
-    for loop in iter_nodes(fn.body, cst.For):
-        attr = self_attr(loop.iter)
-        if attr and isinstance(loop.target, cst.Name):
-            loops[loop.target.value] = attr
+    loops = loop_layers(fn, {a: a for a in cls.attrs})  # loop variable -> the attribute it runs over
 
     def origin(expr: cst.BaseExpression) -> Set[str]:
         return {top for n in roots(expr, scope) for top in carried.get(n, ())}
@@ -64,7 +63,7 @@ def _walk(cls_name: str, carried: Dict[str, Set[str]], classes: Dict[str, LayerC
         if not attr or attr not in cls.attrs:
             continue
         inner = cls.attrs[attr]
-        roles = attention_roles(inner, classes)
+        roles = attention_roles(inner, classes, cls.runtime)
         if roles is not None:
             slots: Dict[str, cst.BaseExpression] = {}
             for arg, role in zip(positional_args(call), roles):
@@ -146,27 +145,78 @@ def _enclosing(module: cst.Module) -> Dict[int, Tuple[str, cst.FunctionDef]]:
 _SIZES = {"shape", "len", "dtype", "size"}
 
 
+class _Helpers:
+    """The helpers a function's calls run (module functions, closures, lambdas, methods of its
+    class), each summarised by the parameters and free names its returned value is built from."""
+
+    def __init__(self, module: cst.Module):
+        self.functions = LocalFunctions(module)
+        self.methods: Dict[int, Dict[str, cst.FunctionDef]] = {}  # id(method) -> its class's methods
+        for cls in iter_nodes(module, cst.ClassDef):
+            own = {s.name.value: s for s in cls.body.body if isinstance(s, cst.FunctionDef)}
+            for m in own.values():
+                self.methods[id(m)] = own
+        self.summaries: Dict[int, Tuple[Set[str], Set[str]]] = {}
+
+    def resolve(self, call: cst.Call, fn: Function) -> Optional[Function]:
+        attr = self_attr(call.func)
+        if attr is not None:
+            return self.methods.get(id(fn), {}).get(attr)
+        return self.functions.resolve(call)
+
+    def summary(self, helper: Function, deps: "_Deps") -> Tuple[Set[str], Set[str]]:
+        """(parameters, free names) the helper's returned value is built from."""
+        if id(helper) not in self.summaries:
+            self.summaries[id(helper)] = (set(), set())  # a recursive call adds nothing
+            sub = _Deps(helper, deps.stop, deps.factories, self)
+            values = [helper.body] if isinstance(helper, cst.Lambda) else \
+                [r.value for r in iter_own_nodes(helper.body, cst.Return) if r.value is not None]
+            found: Dict[str, cst.Name] = {}
+            for value in values:
+                found.update(sub.of(value))
+            self.summaries[id(helper)] = (set(found) & set(param_names(helper)), sub.free)
+        return self.summaries[id(helper)]
+
+
 class _Deps:
     """Local names an expression is built from, in one function, stopping at layer calls
-    (a model's output carries no mask) and reading a factory's unpacked masks by its contract."""
+    (a model's output carries no mask) and reading a factory's unpacked masks by its contract.
+    A helper's call is built from the arguments its returned value reads (not those it only
+    takes a size of), and from the names a closure reads where it runs."""
 
-    def __init__(self, fn: cst.FunctionDef, stop: Set[str], factories: Dict[str, Factory]):
+    def __init__(self, fn: Function, stop: Set[str], factories: Dict[str, Factory],
+                 helpers: Optional[_Helpers] = None):
+        self.fn = fn
         self.scope = Scope(fn)
         self.local = set(param_names(fn)) | set(self.scope.assigns)
         self.reads = Counter(n.value for n in iter_nodes(fn.body, cst.Name))  # binding targets included
         self.stop = stop
         self.factories = factories
+        self.helpers = helpers
+        self.free: Set[str] = set()  # names read that this function does not bind
 
     def of(self, expr: cst.CSTNode, seen: Optional[Set[str]] = None) -> Dict[str, cst.Name]:
         seen = set() if seen is None else seen
         out: Dict[str, cst.Name] = {}
         skip: Set[int] = set()
+        through: List[cst.BaseExpression] = []  # arguments a helper's result is built from
+        reads: List[Tuple[str, cst.CSTNode]] = []  # names a closure reads, where it runs
+        inside: Set[int] = set()  # calls within one whose names are all skipped
         for call in iter_nodes(expr, cst.Call):
+            if id(call) in inside:
+                continue
+            helper = self.helpers.resolve(call, self.fn) if self.helpers is not None else None
             if instance_key(call.func, subscripts=False) in self.stop or (
-                    isinstance(call.func, cst.Call) and last_name(call.func.func) in self.stop):
+                    isinstance(call.func, cst.Call) and last_name(call.func.func) in self.stop) \
+                    or last_name(call.func) in _SIZES:  # a model's output, or a size, carries no mask
                 skip |= {id(n) for n in iter_nodes(call, cst.Name)}
-            elif last_name(call.func) in _SIZES:
-                skip |= {id(n) for n in iter_nodes(call, cst.Name)}  # a size carries no mask
+                inside |= {id(c) for c in iter_nodes(call, cst.Call)}
+            elif helper is not None and helper is not self.fn:
+                skip |= {id(n) for n in iter_nodes(call, cst.Name)}
+                inside |= {id(c) for c in iter_nodes(call, cst.Call)}
+                params, free = self.helpers.summary(helper, self)
+                through += [value for p, value in bind_args(call, param_names(helper)).items() if p in params]
+                reads += [(n, call) for n in sorted(free)]
             elif isinstance(call.func, cst.Attribute):
                 skip |= {id(n) for n in iter_nodes(call.func, cst.Name)}
             else:
@@ -174,16 +224,20 @@ class _Deps:
         for attr in iter_nodes(expr, cst.Attribute):
             if attr.attr.value in _SIZES:
                 skip |= {id(n) for n in iter_nodes(attr.value, cst.Name)}
-        for name in iter_nodes(expr, cst.Name):
-            if id(name) in skip or name.value not in self.local:
+        names = [(n.value, n) for n in iter_nodes(expr, cst.Name) if id(n) not in skip] + reads
+        for name, at in names:
+            if name not in self.local:
+                self.free.add(name)
                 continue
-            out.setdefault(name.value, name)
-            if name.value in seen:
+            out.setdefault(name, at if isinstance(at, cst.Name) else cst.Name(name))
+            if name in seen:
                 continue
-            seen.add(name.value)
-            values, _ = self.scope.reaching(name.value, name)
+            seen.add(name)
+            values, _ = self.scope.reaching(name, at)
             for value in values:
                 out.update({k: v for k, v in self._value(value, seen).items() if k not in out})
+        for value in through:
+            out.update({k: v for k, v in self.of(value, seen).items() if k not in out})
         return out
 
     def _value(self, value, seen: Set[str]) -> Dict[str, cst.Name]:
@@ -228,6 +282,7 @@ def path_calls(module: cst.Module, factories: List[Factory],
     in_place = {id(el.value): k for f in factories if f.site is not None for k, el in enumerate(f.ret.elements)}
     enclosing = _enclosing(module)
     deps_of: Dict[int, _Deps] = {}
+    helpers = _Helpers(module)
     out = []
     for call in iter_nodes(module, cst.Call):
         func = call.func
@@ -239,54 +294,94 @@ def path_calls(module: cst.Module, factories: List[Factory],
             cls_name = instances.get(instance_key(func, subscripts=False) or "")
         if cls_name not in roles or id(call) not in enclosing:
             continue
-        where, fn = enclosing[id(call)]
         r = roles[cls_name]
         params = call_params(classes[cls_name])
-        bound = bind_args(call, params)
-        args = {}
-        for arg, p in zip(positional_args(call), params):
-            args[p] = arg
-        for a in call.args:
-            if a.keyword is not None:
-                args[a.keyword.value] = a
-        deps = deps_of.setdefault(id(fn), _Deps(fn, stop, by_name))
-        if any(bound.get(p) is not None and bound[p].deep_equals(bound[q])
-               for p in r.source for q in r.target if q in bound):
-            continue  # the same tensor on both sides: used decoder-only, no cross-attention here
-        source = {n: node for p in r.source if p in bound for n, node in deps.of(bound[p]).items()}
-        target = {n: node for p in r.target if p in bound for n, node in deps.of(bound[p]).items()}
-        shared = source.keys() & target.keys()
-        source = {n: v for n, v in source.items() if n not in shared}
-        target = {n: v for n, v in target.items() if n not in shared}
-        # the source's ids: the one parameter of the function the source arguments are built from
-        fn_params = [p for p in param_names(fn) if p in source]
-        source_ids = fn_params[0] if len(fn_params) == 1 else None
-        for param in sorted(r.mask):
-            value = bound.get(param)
-            replace: List[cst.Name] = []
-            target_ids = None
-            if value is None and (param == "mask" or param in {f"{p}_mask" for p in params}):
-                kind = "unknown"  # Keras fills ``mask`` / ``<input>_mask`` from the attached masks
-            elif value is None or is_none(value):
-                kind = "missing"
-            elif _factory_slots(value, deps.scope, by_name, in_place):
-                # by the factory's contract slots 0 and 2 are the source's padding; its look-ahead
-                # mask here is a swap, which MF006 and MF010 judge
-                slots = _factory_slots(value, deps.scope, by_name, in_place)
-                kind = "source" if slots <= {0, 2} else "factory"
+        for where, fn, bound, args in _readings(call, params, enclosing, helpers):
+            out += _path_calls(cls_name, call, where, fn, bound, args, r, params,
+                               deps_of.setdefault(id(fn), _Deps(fn, stop, by_name, helpers)), by_name, in_place)
+    return out
+
+
+def _readings(call: cst.Call, params: List[str], enclosing: Dict[int, Tuple[str, cst.FunctionDef]],
+              helpers: _Helpers):
+    """``(where, function, bound values, args)`` to read a call of a class at: in the function
+    holding it or, when that is a helper that only passes its own parameters on, at each of the
+    helper's calls, with their arguments in place of those parameters."""
+    where, fn = enclosing[id(call)]
+    args: Dict[str, cst.Arg] = {}
+    for arg, p in zip(positional_args(call), params):
+        args[p] = arg
+    for a in call.args:
+        if a.keyword is not None:
+            args[a.keyword.value] = a
+    own = [(where, fn, {p: a.value for p, a in args.items()}, args)]
+    if id(fn) in helpers.methods:
+        return own
+    fn_params = set(param_names(fn))
+    local = fn_params | set(Scope(fn).assigns)
+    if any(not (isinstance(a.value, cst.Name) and a.value.value in fn_params) and names_in(a.value) & local
+           for a in args.values()):
+        return own  # built inside the helper: read there
+    callers = helpers.functions.callers(fn)
+    if not callers or any(id(c) not in enclosing for c in callers):
+        return own
+    out = []
+    for c in callers:
+        outer: Dict[str, cst.Arg] = {}
+        for p, a in args.items():
+            if isinstance(a.value, cst.Name) and a.value.value in fn_params:
+                given = helpers.functions.argument(c, fn, a.value.value)
+                if given is None:
+                    return own
+                outer[p] = given
             else:
-                mask = deps.of(value)
-                from_source = [n for n in mask if n in source]
-                from_target = [n for n in mask if n in target]
-                kind = ("source" if from_source and not from_target else
-                        "target" if from_target and not from_source else "unknown")
-                if kind == "target":
-                    named = {n.value for n in _definition_names(value, deps) if n.value in target}
-                    target_ids = named.pop() if len(named) == 1 else None
-                if target_ids and source_ids:
-                    replace = [n for n in _definition_names(value, deps) if n.value == target_ids]
-            out.append(PathCall(cls_name, call, where, param, args.get(param), kind,
-                                sorted(source), sorted(target), source_ids, target_ids, replace))
+                outer[p] = a
+        c_where, c_fn = enclosing[id(c)]
+        out.append((c_where, c_fn, {p: a.value for p, a in outer.items()}, outer))
+    return out
+
+
+def _path_calls(cls_name: str, call: cst.Call, where: str, fn: cst.FunctionDef, bound: Dict[str, cst.BaseExpression],
+                args: Dict[str, cst.Arg], r: CrossRoles, params: List[str], deps: _Deps,
+                by_name: Dict[str, Factory], in_place: Dict[int, int]) -> List[PathCall]:
+    out: List[PathCall] = []
+    if any(bound.get(p) is not None and bound[p].deep_equals(bound[q])
+           for p in r.source for q in r.target if q in bound):
+        return out  # the same tensor on both sides: used decoder-only, no cross-attention here
+    source = {n: node for p in r.source if p in bound for n, node in deps.of(bound[p]).items()}
+    target = {n: node for p in r.target if p in bound for n, node in deps.of(bound[p]).items()}
+    shared = source.keys() & target.keys()
+    source = {n: v for n, v in source.items() if n not in shared}
+    target = {n: v for n, v in target.items() if n not in shared}
+    # the source's ids: the one parameter of the function the source arguments are built from
+    fn_params = [p for p in param_names(fn) if p in source]
+    source_ids = fn_params[0] if len(fn_params) == 1 else None
+    for param in sorted(r.mask):
+        value = bound.get(param)
+        replace: List[cst.Name] = []
+        target_ids = None
+        if value is None and (param == "mask" or param in {f"{p}_mask" for p in params}):
+            kind = "unknown"  # Keras fills ``mask`` / ``<input>_mask`` from the attached masks
+        elif value is None or is_none(value):
+            kind = "missing"
+        elif _factory_slots(value, deps.scope, by_name, in_place):
+            # by the factory's contract slots 0 and 2 are the source's padding; its look-ahead
+            # mask here is a swap, which MF006 and MF010 judge
+            slots = _factory_slots(value, deps.scope, by_name, in_place)
+            kind = "source" if slots <= {0, 2} else "factory"
+        else:
+            mask = deps.of(value)
+            from_source = [n for n in mask if n in source]
+            from_target = [n for n in mask if n in target]
+            kind = ("source" if from_source and not from_target else
+                    "target" if from_target and not from_source else "unknown")
+            if kind == "target":
+                named = {n.value for n in _definition_names(value, deps) if n.value in target}
+                target_ids = named.pop() if len(named) == 1 else None
+            if target_ids and source_ids:
+                replace = [n for n in _definition_names(value, deps) if n.value == target_ids]
+        out.append(PathCall(cls_name, call, where, param, args.get(param), kind,
+                            sorted(source), sorted(target), source_ids, target_ids, replace))
     return out
 
 
@@ -318,8 +413,9 @@ def _definition(name: cst.Name, deps: "_Deps") -> Optional[cst.BaseExpression]:
 
 def _definition_names(value: cst.BaseExpression, deps: "_Deps") -> List[cst.Name]:
     """The names read by the mask's own expression: the argument, or the one plain assignment
-    that reaches it.  A name there that only aliases another (``ids = out``, bound once and read
-    only here, as an inlined helper binds its parameter) stands for the name it aliases."""
+    that reaches it, and the free names of a closure it calls (defined for this one call).  A name
+    there that only aliases another (``ids = out``, bound once and read only here, as an inlined
+    helper binds its parameter) stands for the name it aliases."""
     expr = value
     if isinstance(value, cst.Name):
         expr = _definition(value, deps)
@@ -339,6 +435,20 @@ def _definition_names(value: cst.BaseExpression, deps: "_Deps") -> List[cst.Name
             seen.add(alias.value)
             n = alias
         out.append(n)
+    # a closure it calls, defined for this one call: the names it reads where it runs
+    for call in iter_nodes(expr, cst.Call):
+        helper = deps.helpers.resolve(call, deps.fn) if deps.helpers is not None else None
+        if helper is None or not deps.scope.binds(helper) or len(deps.helpers.functions.callers(helper)) != 1:
+            continue
+        body = helper.body if isinstance(helper, cst.Lambda) else None
+        if isinstance(helper, cst.FunctionDef):
+            returns = [r.value for r in iter_own_nodes(helper.body, cst.Return) if r.value is not None]
+            body = returns[0] if len(returns) == 1 else None
+        if body is None:
+            continue
+        own = set(param_names(helper)) | set(Scope(helper).assigns)
+        inner = {id(c.func) for c in iter_nodes(body, cst.Call) if isinstance(c.func, cst.Name)}
+        out += [n for n in iter_nodes(body, cst.Name) if id(n) not in inner and n.value not in own]
     return out
 
 

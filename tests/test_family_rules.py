@@ -1,6 +1,8 @@
 """MF008 and MF009 on shapes their own examples and fixtures do not show."""
 """Shapes of the decoder-mask family rules beyond their own examples."""
 
+from pathlib import Path
+
 from maskfix import engine
 from maskfix.rules import RULES
 
@@ -149,3 +151,73 @@ def test_a_mask_parameter_keras_fills_itself_is_not_missing():
     assert findings(source) == []
     dropped = source.replace("return model(src, out, None)", "return model(src, out, None, None)")
     assert [f[0] for f in findings(dropped)] == ["MF011"]
+
+
+def test_mf011_reads_through_helpers_what_their_result_is_built_from():
+    """A helper's result is built from the arguments it returns a value of, not from one it only
+    takes the size of: the start tokens sized by the source are still the target."""
+    source = RULES["MF011"].INVALID[0].replace(
+        "def generate(src, out):\n    return model(src, out, None, padding(out))\n",
+        "def start_tokens(ids, start_id):\n    return tf.fill((tf.shape(ids)[0], 1), start_id)\n\n\n"
+        "def generate(src, start_id=1):\n    out = start_tokens(src, start_id)\n"
+        "    memory_mask = padding(out)\n    return model(src, out, None, memory_mask)\n")
+    assert "start_tokens(src, start_id)" in source
+    assert [(f[0], f[2]) for f in findings(source)] == [("MF011", True)]
+    assert "    memory_mask = padding(src)\n" in engine.rewrite_source(source)
+
+
+def test_mf011_follows_a_closure_to_the_names_it_reads_and_fixes_it_there():
+    source = RULES["MF011"].INVALID[0].replace(
+        "def generate(src, out):\n    return model(src, out, None, padding(out))\n",
+        "def generate(src, out):\n    def cross():\n        return padding(out)\n\n"
+        "    return model(src, out, None, cross())\n")
+    assert "def cross():" in source
+    assert [(f[0], f[2]) for f in findings(source)] == [("MF011", True)]
+    fixed = engine.rewrite_source(source)
+    assert "        return padding(src)\n" in fixed and findings(fixed) == []
+
+
+STACK_KERAS3 = (Path(__file__).parent / "fixtures" / "fam_stack_swapped_keras3" / "before.py").read_text()
+
+
+def test_keras3_positional_attention_mask_is_the_seventh_argument_on_the_way_too():
+    """Keras 3's MultiHeadAttention takes query_mask, value_mask and key_mask before
+    attention_mask: the walks from a call down to the attentions bind it as the runtime does."""
+    source = STACK_KERAS3.replace(
+        "self.self_attn(query=x, value=x, key=x, attention_mask=step_keep)",
+        "self.self_attn(x, x, x, None, None, None, step_keep)").replace(
+        "self.cross_attn(query=x, value=memory, key=memory, attention_mask=memory_keep)",
+        "self.cross_attn(x, memory, memory, None, None, None, memory_keep)")
+    assert "None, None, None, memory_keep)" in source
+    assert [(f[0], f[2]) for f in findings(source)] == [("MF010", True)]
+    assert "x = block(x, memory, step_keep, memory_keep)" in engine.rewrite_source(source)
+
+
+def test_attention_lists_walked_with_zip_or_enumerate_are_followed_on_the_way():
+    source = STACK_KERAS3.replace(
+        "        self.self_attn = layers.MultiHeadAttention(num_heads=heads, key_dim=width)\n"
+        "        self.cross_attn = layers.MultiHeadAttention(num_heads=heads, key_dim=width)\n",
+        "        self.selfs = [layers.MultiHeadAttention(num_heads=heads, key_dim=width)]\n"
+        "        self.crosses = [layers.MultiHeadAttention(num_heads=heads, key_dim=width)]\n").replace(
+        "        x = self.norm_1(x + self.self_attn(",
+        "        for own, other in zip(self.selfs, self.crosses):\n"
+        "            x = self.norm_1(x + own(").replace(
+        "        return self.norm_2(x + self.cross_attn(",
+        "            x = self.norm_2(x + other(").replace(
+        "attention_mask=memory_keep))\n", "attention_mask=memory_keep))\n        return x\n").replace(
+        "        for block in self.blocks:\n", "        for _, block in enumerate(self.blocks):\n")
+    assert "zip(self.selfs, self.crosses)" in source and "enumerate(self.blocks)" in source
+    compile(source, "m.py", "exec")
+    assert [(f[0], f[2]) for f in findings(source)] == [("MF010", True)]
+    assert "x = block(x, memory, step_keep, memory_keep)" in engine.rewrite_source(source)
+
+
+def test_mf011_reads_a_call_in_a_forwarding_helper_at_the_helper_s_callers():
+    source = RULES["MF011"].INVALID[0].replace(
+        "def generate(src, out):\n    return model(src, out, None, padding(out))\n",
+        "def run(src, tgt, cross):\n    return model(src, tgt, None, cross)\n\n\n"
+        "def generate(src, out):\n    return run(src, out, padding(out))\n")
+    assert "return run(src, out, padding(out))" in source
+    found = findings(source)
+    assert [(f[0], f[2]) for f in found] == [("MF011", True)] and "in generate," in found[0][1]
+    assert "    return run(src, out, padding(src))\n" in engine.rewrite_source(source)

@@ -129,7 +129,7 @@ def bind_loop(target: cst.BaseExpression, it: cst.BaseExpression, attrs: Dict[st
         bind_loop(parts[1], args[0], attrs, out)
 
 
-def _loop_layers(fn: cst.FunctionDef, attrs: Dict[str, str]) -> Dict[str, str]:
+def loop_layers(fn: cst.FunctionDef, attrs: Dict[str, str]) -> Dict[str, str]:
     """Loop variables of ``fn`` that run over attention lists (see ``bind_loop``)."""
     out: Dict[str, str] = {}
     for loop in iter_nodes(fn.body, cst.For):
@@ -141,7 +141,7 @@ def attention_calls(fn: cst.FunctionDef, attrs: Dict[str, str], attentions: Atte
     """Attention applications in ``fn``: ``self.attn(...)``, ``self.attns[i](...)``, a loop
     variable over a list of them, ``Attention(...)(...)``, or a local bound to a new one."""
     names = attentions.names()
-    local: Dict[str, str] = _loop_layers(fn, attrs)
+    local: Dict[str, str] = loop_layers(fn, attrs)
     for node in iter_nodes(fn.body, cst.Assign):
         if isinstance(node.value, cst.Call) and last_name(node.value.func) in names:
             for t in node.targets:
