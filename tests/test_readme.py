@@ -23,7 +23,7 @@ def quick_start() -> list:
 def test_quick_start_has_exactly_two_commands():
     assert quick_start() == [
         "pip install -e . && maskfix rewrite --diff examples/",
-        "pip install -e '.[test]' && python -m pytest -q",
+        "pip install -e '.[test]' && python -m pytest -q -n auto",
     ]
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "fresh virtual environment" in text.split("\n## Quick start\n", 1)[1].split("\n## ", 1)[0]
