@@ -803,18 +803,21 @@ def _plain(a: cst.Arg, keyword: Optional[str]) -> cst.Arg:
 def to_positional(source: str) -> Optional[Files]:
     """Keyword arguments of layer calls become positional, filling skipped slots with defaults.
 
-    Keras 3 puts ``query_mask, value_mask, key_mask`` before ``attention_mask``; tf_keras does
-    not, so the same call is written differently for each runtime.
+    tf_keras takes ``attention_mask`` 4th.  Keras 3 puts ``query_mask, value_mask, key_mask``
+    before it, and its ``Layer.__call__`` passes those three by keyword from the inputs' own
+    masks, so a positional one collides with them at run time ("multiple values"): there the
+    masks stay keywords and only query, value and key move.
     """
     module = parse(source)
+    k3 = keras3(source)
     table: Dict[int, object] = {}
-    for call, params, mha in _layer_calls(module, keras3(source)):
+    for call, params, mha in _layer_calls(module, k3):
         bound = _binding(call, params)
         if bound is None:
             continue
         names = [p for p, _ in params]
         last = max((names.index(k) for k in bound if k in names), default=-1)
-        limit = names.index("attention_mask") if mha else last
+        limit = (names.index("key") if k3 else names.index("attention_mask")) if mha else last
         new: List[cst.Arg] = []
         used = set()
         for i, (p, default) in enumerate(params):
