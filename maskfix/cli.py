@@ -36,7 +36,7 @@ from .files import (
 )
 from .limits import TooDeep
 from .outcome import Outcome
-from .prefilter import might_match
+from .prefilter import Imports, might_match
 from .report import FORMATS, Diagnostic, Failure, render
 
 
@@ -269,13 +269,19 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
     _analyse(run, fix, codes, progress, screens)
     # decoders, attention layers and mask factories defined in the parsed files, used from the others
     names = {n for o in run.outcomes.values() for n in (*o.decoders, *o.attention_layers, *o.mask_factories)}
-    if names and others:
-        # Files that only call a decoder class defined elsewhere.
+    # what the parsed files import: a decoder layer whose finding lies in its own file
+    wanted = Imports()
+    for item in run.inputs.values():
+        if item.notebook is None:
+            wanted.add(item.raw)
+    if (names or wanted) and others:
+        # Files that only call a decoder class defined elsewhere, or define a class used there.
         needles = [n.encode() for n in names]
         for path in others:
             try:
                 raw = read_bytes(path)
-                item = _prepare(path, Path(path), raw) if any(n in raw for n in needles) else None
+                keep = any(n in raw for n in needles) or wanted.wants(raw, Path(path).stem)
+                item = _prepare(path, Path(path), raw) if keep else None
                 if item is not None:
                     run.inputs[_key(run, path)] = item
             except FileError as exc:

@@ -9,7 +9,8 @@ from maskfix import cli, engine
 from maskfix.cli import main
 from maskfix.files import discover_stat
 from maskfix.notebook import Notebook, NotPythonNotebook
-from maskfix.prefilter import might_match
+from maskfix.prefilter import Imports, might_match
+from maskfix.rules.mf004_cross_mask_from_target import CORRECT_FACTORY
 from maskfix.screen import worth_parsing
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -170,3 +171,54 @@ def test_workers_that_find_a_file_for_the_analysis_start_importing_the_engine(tm
     assert len(cli._preloading) == int(decoder)
     for thread in cli._preloading:
         thread.join()
+
+
+def test_imports_name_the_classes_and_star_modules_a_file_takes_from_elsewhere():
+    wanted = Imports()
+    wanted.add(b"from layers import Heads, TargetLayer as T\nfrom pkg.blocks import (\n    Block,\n)\n"
+               b"from pkg.more import *\nimport numpy as np\n")
+    assert wanted.names == {b"Heads", b"TargetLayer", b"Block"} and wanted.star_modules == {"more"}
+    assert wanted.wants(b"import tensorflow as tf\n\n\nclass TargetLayer(tf.keras.layers.Layer):\n", "x")
+    assert wanted.wants(b"x = 1\n", "more")
+    assert not wanted.wants(b"class Other:\n    pass\n", "layers")
+
+
+LAYER_ONLY = '''import tensorflow as tf
+
+
+class Heads(tf.keras.layers.Layer):
+    def call(self, v, k, q, mask):
+        return q
+
+
+class TargetLayer(tf.keras.layers.Layer):
+    def __init__(self):
+        super().__init__()
+        self.att_self = Heads()
+        self.att_memory = Heads()
+
+    def call(self, x, memory, look_ahead_mask, padding_mask):
+        h = self.att_self(x, x, x, padding_mask)
+        return self.att_memory(memory, memory, h, look_ahead_mask)
+'''
+
+
+@pytest.mark.parametrize("imports", ["TargetLayer", "*"])
+def test_a_layer_file_without_needles_is_kept_for_the_file_that_imports_it(tmp_path, capsys, imports):
+    # the layer exchanges the factory's masks: MF010 lies in a file no screen would keep
+    assert not might_match(LAYER_ONLY.encode())
+    (tmp_path / "layers_mod.py").write_text(LAYER_ONLY)
+    (tmp_path / "train.py").write_text(CORRECT_FACTORY + f"from layers_mod import {imports}\n" + '''
+
+class Model(tf.keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.decoder = TargetLayer()
+
+    def call(self, inp, tar, enc_output):
+        enc_padding_mask, combined_mask, dec_padding_mask = create_masks(inp, tar)
+        return self.decoder(tar, enc_output, combined_mask, dec_padding_mask)
+''')
+    assert main(["check", "--no-cache", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "layers_mod.py:17:51: MF010 [*]" in out

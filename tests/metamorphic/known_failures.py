@@ -21,19 +21,10 @@ REASONS = {
     "to_keywords": "keyword arguments at a decoder's call site are not traced",
     "own_attention_class": "a project attention class that forwards to Keras MultiHeadAttention is recognised "
                            "only when it is named MultiHeadAttention",
-    "sibling_module": "a file holding only a decoder layer over the project's own attention class (no "
-                      "MultiHeadAttention, no mask factory) does not pass the byte prefilter",
-    "sibling_module_star": "as sibling_module, with the layer imported with `*`",
 }
 
 # transformation -> fixtures (with the failure seen when the entry was added)
 KNOWN_FAILURES = {
-    'sibling_module': {
-        'fam_layer_swapped_tf',  # verdict {}, expected {MF010 [*]}
-    },
-    'sibling_module_star': {
-        'fam_layer_swapped_tf',  # verdict {}, expected {MF010 [*]}
-    },
 }
 
 
