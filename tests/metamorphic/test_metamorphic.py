@@ -81,9 +81,11 @@ def run(transform, source=DECODER):
     return TRANSFORMS[transform](source)[MAIN]
 
 
-def test_keras3_positional_attention_mask_goes_to_the_seventh_slot():
+def test_positional_attention_masks_follow_each_runtime():
+    """tf_keras takes attention_mask 4th; Keras 3 fills query/value/key masks by keyword itself,
+    so a positional mask would collide with them at run time: there it stays a keyword."""
     out = run("to_positional")
-    assert "self.ca(x, enc, enc, None, None, None, m)" in out
+    assert "self.ca(x, enc, enc, attention_mask=m)" in out and "None, None, None" not in out
     tf_keras = DECODER.replace("import keras\nfrom keras import",
                                "import tensorflow as tf\nfrom tensorflow.keras import")
     assert "self.ca(x, enc, enc, m)" in TRANSFORMS["to_positional"](tf_keras)[MAIN]
