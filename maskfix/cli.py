@@ -278,9 +278,12 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
         # Files that only call a decoder class defined elsewhere, or define a class used there.
         needles = [n.encode() for n in names]
         for path in others:
+            candidate = wanted.may_define(path)
+            if not needles and not candidate:
+                continue  # by its name, it defines nothing they import: not worth reading
             try:
                 raw = read_bytes(path)
-                keep = any(n in raw for n in needles) or wanted.wants(raw, Path(path).stem)
+                keep = any(n in raw for n in needles) or (candidate and wanted.wants(raw, path))
                 item = _prepare(path, Path(path), raw) if keep else None
                 if item is not None:
                     run.inputs[_key(run, path)] = item

@@ -17,6 +17,7 @@ imports, as a decoder layer over the project's own attention class may hold a
 finding and none of these words); the CLI adds such files in a second round.
 """
 
+import os
 import re
 
 DECODER = b"MultiHeadAttention"
@@ -121,25 +122,47 @@ _CLASS = re.compile(rb"^[ \t]*class[ \t]+(\w+)", re.M)
 
 class Imports:
     """What the files that can match import from elsewhere: a file defining one of those classes
-    (or a module they import with ``*``) may hold a finding, in a decoder layer used there."""
+    (or a module they import with ``*``) may hold a finding, in a decoder layer used there.
+
+    Python finds ``from pkg.layers import Block`` in ``pkg/layers.py`` or ``pkg/layers/__init__.py``,
+    so a file is a candidate by its name alone, before anything is read: a tree's thousands of
+    other files are never read for this.
+    """
 
     def __init__(self) -> None:
-        self.names: set = set()  # as spelled in the module they come from
-        self.star_modules: set = set()  # last component of the module's dotted name
+        self.names: dict = {}  # class name as spelled where it is defined -> modules it comes from
+        self.star_modules: set = set()  # modules imported with ``*``
+        self.modules: set = set()  # every module named: the only files worth reading
 
     def add(self, raw: bytes) -> None:
         for m in _FROM_IMPORT.finditer(raw):
+            module = m.group(1).rsplit(b".", 1)[-1].decode("ascii", "replace")  # its last component
             for part in m.group(2).strip(b"()").replace(b"\\", b" ").split(b","):
                 words = part.split()
                 if words == [b"*"]:
-                    self.star_modules.add(m.group(1).rsplit(b".", 1)[-1].decode("ascii", "replace"))
+                    self.star_modules.add(module)
+                    self.modules.add(module)
                 elif words:
-                    self.names.add(words[0])
+                    self.names.setdefault(words[0], set()).add(module)
+                    self.modules.add(module)
 
     def __bool__(self) -> bool:
-        return bool(self.names or self.star_modules)
+        return bool(self.modules)
 
-    def wants(self, raw: bytes, stem: str) -> bool:
-        """Whether the file ``raw`` (named ``stem``.py) defines what they import."""
-        return stem in self.star_modules or (
-            bool(self.names) and any(m.group(1) in self.names for m in _CLASS.finditer(raw)))
+    def may_define(self, path: str) -> bool:
+        """Whether the file at ``path`` is one of the modules named, by its name alone."""
+        return module_name(path) in self.modules
+
+    def wants(self, raw: bytes, path: str) -> bool:
+        """Whether the file ``raw`` at ``path`` defines what they import from it."""
+        module = module_name(path)
+        if module in self.star_modules:
+            return True
+        return any(module in self.names.get(m.group(1), ()) for m in _CLASS.finditer(raw))
+
+
+def module_name(path: str) -> str:
+    """The last component of the dotted name a file is imported by: its stem, or its package's name."""
+    folder, name = os.path.split(path)
+    stem = name.rsplit(".", 1)[0]
+    return os.path.basename(folder) if stem == "__init__" else stem

@@ -209,6 +209,17 @@ def test_sources_the_engine_found_clean_are_not_analysed_again(project, capsys, 
     assert len(engine_runs) == 2
 
 
+def test_a_warm_run_reads_only_the_modules_a_clean_source_imports(project, capsys, reads):
+    """The modules a source imports may define a decoder layer; no other file is read again."""
+    (project / "src" / "decoder.py").unlink()
+    clean = (FIXTURES / "neg_query_and_key_masks" / "before.py").read_bytes()  # passes both screens
+    (project / "src" / "clean.py").write_bytes(b"from plain0 import join\n" + clean)
+    cold = check(project, capsys)
+    reads.clear()
+    assert check(project, capsys) == cold and cold[0] == 0
+    assert sorted(reads) == ["clean.py", "plain0.py"]
+
+
 def test_a_run_with_findings_always_reaches_the_engine(project, capsys, engine_runs):
     first = check(project, capsys)
     cold_runs = len(engine_runs)

@@ -177,10 +177,16 @@ def test_imports_name_the_classes_and_star_modules_a_file_takes_from_elsewhere()
     wanted = Imports()
     wanted.add(b"from layers import Heads, TargetLayer as T\nfrom pkg.blocks import (\n    Block,\n)\n"
                b"from pkg.more import *\nimport numpy as np\n")
-    assert wanted.names == {b"Heads", b"TargetLayer", b"Block"} and wanted.star_modules == {"more"}
-    assert wanted.wants(b"import tensorflow as tf\n\n\nclass TargetLayer(tf.keras.layers.Layer):\n", "x")
-    assert wanted.wants(b"x = 1\n", "more")
-    assert not wanted.wants(b"class Other:\n    pass\n", "layers")
+    assert wanted.names == {b"Heads": {"layers"}, b"TargetLayer": {"layers"}, b"Block": {"blocks"}}
+    assert wanted.star_modules == {"more"} and wanted.modules == {"layers", "blocks", "more"}
+    layer = b"import tensorflow as tf\n\n\nclass TargetLayer(tf.keras.layers.Layer):\n"
+    assert wanted.wants(layer, "src/layers.py") and wanted.wants(layer, "src/layers/__init__.py")
+    assert not wanted.wants(layer, "src/blocks.py")  # TargetLayer comes from layers, not from blocks
+    assert wanted.wants(b"x = 1\n", "pkg/more.py")
+    assert not wanted.wants(b"class Other:\n    pass\n", "layers.py")
+    # a file is a candidate by its name alone: the others of a tree are never read for this
+    assert wanted.may_define("a/layers.py") and wanted.may_define("a/more/__init__.py")
+    assert not wanted.may_define("a/model.py") and not wanted.may_define("layers/model.py")
 
 
 LAYER_ONLY = '''import tensorflow as tf
@@ -219,6 +225,7 @@ class Model(tf.keras.Model):
         enc_padding_mask, combined_mask, dec_padding_mask = create_masks(inp, tar)
         return self.decoder(tar, enc_output, combined_mask, dec_padding_mask)
 ''')
+    (tmp_path / "unrelated.py").write_text(LAYER_ONLY)  # the same class, in a module nobody imports
     assert main(["check", "--no-cache", str(tmp_path)]) == 1
     out = capsys.readouterr().out
-    assert "layers_mod.py:17:51: MF010 [*]" in out
+    assert "layers_mod.py:17:51: MF010 [*]" in out and "unrelated.py" not in out

@@ -102,7 +102,7 @@ def evaluate(variant: str, transform: str) -> Result:
         # A file that only calls an imported decoder (MF002) is kept by name, not by the screens.
         if any(f.code != "MF002" for f in o.findings):
             raw = files[key].encode()
-            if not key.endswith(".ipynb") and not passes[key] and wanted.wants(raw, Path(key).stem):
+            if not key.endswith(".ipynb") and not passes[key] and wanted.wants(raw, key):
                 continue
             if not might_match(raw, notebook=key.endswith(".ipynb")):
                 return Result("fail", f"{key}: the byte prefilter drops a file with findings", files)
