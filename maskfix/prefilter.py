@@ -36,9 +36,10 @@ _GUARD = re.compile(
     rb"(?:(?!\n[ \t]*(?:def|class)\s)[\s\S])*?"
     rb"\bif\s+\1\s+is\s+None\s*:\s*(?:#[^\n]*)?(?:\r?\n\s*)?return\s+None\b"
 )
-# a function of two parameters (after an optional self or cls), with its indented body ...
+# a function of two parameters (besides a first self or cls), with its indented body ...
 _TWO_PARAMS = re.compile(
-    rb"^(?P<ind>[ \t]*)def\s+\w+\s*\(\s*(?:(?:self|cls)\s*,\s*)?[^,()*]+,[^,()*]+\)\s*(?:->[^:\n]+)?:[^\n]*\r?\n"
+    rb"^(?P<ind>[ \t]*)def\s+\w+\s*\(\s*(?:(?:self|cls)\s*,\s*)?(?!(?:self|cls)\s*,)[^,()*]+,[^,()*]+\)"
+    rb"\s*(?:->[^:\n]+)?:[^\n]*\r?\n"
     rb"(?P<body>(?:(?P=ind)[ \t]+[^\n]*\r?\n|[ \t]*\r?\n)*)",
     re.M,
 )

@@ -229,3 +229,9 @@ class Model(tf.keras.Model):
     assert main(["check", "--no-cache", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "layers_mod.py:17:51: MF010 [*]" in out and "unrelated.py" not in out
+
+
+def test_self_is_not_one_of_a_factory_s_two_parameters():
+    method = "import numpy as np\n\nclass Op:\n    def {sig}:\n        return np.tril(x), x, x\n"
+    assert not might_match(method.format(sig="spec(self, x)").encode())
+    assert might_match(method.format(sig="masks(self, x, y)").encode())
