@@ -76,8 +76,14 @@ def _compiles(sources: Dict[str, str]) -> Optional[str]:
 
 
 @lru_cache(maxsize=None)
+def transformed(variant: str, transform: str) -> Optional[Files]:
+    """The fixture rewritten by the transformation, None when it does not apply (no analysis run)."""
+    return TRANSFORMS[transform](source_of(variant))
+
+
+@lru_cache(maxsize=None)
 def evaluate(variant: str, transform: str) -> Result:
-    files = TRANSFORMS[transform](source_of(variant))
+    files = transformed(variant, transform)
     if files is None:
         return Result("n/a")
     sources, notebooks = _python(files)
