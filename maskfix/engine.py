@@ -21,7 +21,7 @@ from .flow.attention import Signature, find_wrappers
 from .positions import LazyPositions
 from .rewrite import Edits, Style, apply
 from .rules import Context, Problem, active_rules, is_selected
-from .symbols import Symbols
+from .symbols import STAR, Symbols, imported_names
 from .syntax import forget_trees, index_tree, iter_nodes
 
 
@@ -41,26 +41,8 @@ class _Unit:
     original: str = ""  # the file as given, when ``source`` is a slice of it (fewer lines)
 
 
-def _imported_names(module: cst.Module) -> set:
-    names = set()
-    for stmt in module.body:
-        if isinstance(stmt, cst.SimpleStatementLine):
-            for small in stmt.body:
-                if isinstance(small, cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
-                    for alias in small.names:
-                        names.add(alias.asname.name.value if alias.asname else alias.name.value)
-    return names
-
-
 def _runtime(module: cst.Module) -> str:
     return module_dialect(module).runtime
-
-
-def _star_import(module: cst.Module) -> bool:
-    return any(
-        isinstance(small, cst.ImportFrom) and isinstance(small.names, cst.ImportStar)
-        for stmt in module.body if isinstance(stmt, cst.SimpleStatementLine) for small in stmt.body
-    )
 
 
 def run(sources: Dict[str, str], fix: bool = False,
@@ -110,7 +92,9 @@ def _load(key: str, source: str, elsewhere: Callable[[], Set[str]] = set):
         return Outcome(error="cannot parse: nesting too deep")
     try:
         index_tree(module)
-        unit = _Unit(key, source, module, None, _imported_names(module), hidden=hidden, original=original)
+        names = imported_names(module)
+        unit = _Unit(key, source, module, None, set(names) - {STAR}, hidden=hidden, original=original)
+        unit.star = STAR in names
     except Exception as exc:  # one file's surprise must not stop the others
         return Outcome(error=_internal_error(exc))
     return unit
@@ -168,7 +152,6 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
             progress(done, len(units), u.key)
         try:
             with timer.limit():
-                u.star = _star_import(u.module)
                 visible = {n: s for n, s in wrappers.items() if n in u.imported or u.star}
                 visible.update(defined.get(u.key, {}))
                 u.facts = analyze_module(u.module, visible)
