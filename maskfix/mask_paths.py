@@ -32,7 +32,7 @@ from .flow.attention import loop_layers
 from .flow.reaching import Element, Scope, param_names
 from .syntax import (instance_key, is_none, iter_calls, iter_nodes, iter_own_nodes, last_name, names_in,
                      positional_args, self_attr)
-from .trace import Function, LocalFunctions
+from .trace import Function, local_functions
 
 
 @dataclass
@@ -150,7 +150,7 @@ class _Helpers:
     class), each summarised by the parameters and free names its returned value is built from."""
 
     def __init__(self, module: cst.Module):
-        self.functions = LocalFunctions(module)
+        self.functions = local_functions(module)
         self.methods: Dict[int, Dict[str, cst.FunctionDef]] = {}  # id(method) -> its class's methods
         for cls in iter_nodes(module, cst.ClassDef):
             own = {s.name.value: s for s in cls.body.body if isinstance(s, cst.FunctionDef)}

@@ -36,7 +36,7 @@ from .submodels import (
     returned_values,
     token_input_of_model,
 )
-from .trace import Body, Function, LocalFunctions, index_bodies, layer_instances, trace_root
+from .trace import Body, Function, LocalFunctions, index_bodies, layer_instances, local_functions, trace_root
 
 NEW_PARAM = "encoder_padding_mask"
 
@@ -479,7 +479,7 @@ class CallSitePlanner:
     @property
     def functions(self) -> LocalFunctions:
         if self._functions is None:
-            self._functions = LocalFunctions(self.facts.module)
+            self._functions = local_functions(self.facts.module)
         return self._functions
 
     def _encoder_mask(self, expr: cst.BaseExpression, node: cst.CSTNode, depth: int = 0) -> Optional[Supply]:

@@ -1,15 +1,21 @@
 """Small LibCST helpers shared by the analysis and the rewrite.
 
-``index_tree`` flattens a module into one pre-order list so that subtree
-walks (``iter_nodes``, ``iter_calls``) are list scans: LibCST's ``children``
-rebuilds its lists on every access, which dominated the analysis time.
+``index_tree`` flattens a module into one pre-order list (``TreeIndex``) so
+that subtree walks (``iter_nodes``, ``iter_calls``) are list scans: LibCST's
+``children`` rebuilds its lists on every access, and its ``visit`` rebuilds
+every node it passes, which dominated the analysis time.  Facts several rules
+need (the bodies of ``trace``, its local functions) are built on that list
+once per run and shared (``derived``) instead of each walking the module again.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Optional, Set, Tuple
+import dataclasses
+from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple, TypeVar
 
 import libcst as cst
+
+T = TypeVar("T")
 
 
 def dotted(node: cst.CSTNode) -> Optional[str]:
@@ -47,65 +53,158 @@ def self_attr(node: cst.CSTNode) -> Optional[str]:
     return None
 
 
-class _Spans(cst.CSTVisitor):
-    """One pre-order pass over a module: every node with the slice its subtree covers."""
+class _FieldOrder(cst.CSTVisitor):
+    """Records the fields ``_visit_and_replace_children`` visits, in its order, without descending."""
 
-    def __init__(self):
+    def __init__(self, node: cst.CSTNode):
         super().__init__()
-        self.nodes: List[cst.CSTNode] = []
-        self.span: Dict[int, List[int]] = {}
+        self.root = node
+        self.fields: List[str] = []
 
     def on_visit(self, node: cst.CSTNode) -> bool:
-        self.span[id(node)] = [len(self.nodes), 0]
-        self.nodes.append(node)
+        return node is self.root
+
+    def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
+        if node is self.root and attribute not in self.fields:
+            self.fields.append(attribute)
+
+
+# type -> (fields in LibCST's visiting order, fields that order has not seen visited)
+_ORDER: Dict[type, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {}
+
+
+def _learn_order(node: cst.CSTNode) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+    """The child fields of ``node``'s type in source order, as LibCST's own visit goes.
+
+    Read once per type off a shallow visit of one instance.  A field such a visit skips for this
+    instance (``format_spec=None`` of an f-string expression) is kept aside and checked on
+    every later instance: when one holds a node there, the order is learned again from it.
+    """
+    recorder = _FieldOrder(node)
+    node._visit_and_replace_children(recorder)
+    seen = tuple(recorder.fields)
+    unseen = tuple(f.name for f in dataclasses.fields(node) if f.name not in recorder.fields)
+    _ORDER[type(node)] = seen, unseen
+    return seen, unseen
+
+
+def _holds_nodes(value) -> bool:
+    if isinstance(value, cst.CSTNode):
         return True
-
-    def on_leave(self, original_node: cst.CSTNode) -> None:
-        self.span[id(original_node)][1] = len(self.nodes)
+    return isinstance(value, (tuple, list)) and any(isinstance(v, cst.CSTNode) for v in value)
 
 
-# id(node) -> (spans, start, end) for indexed modules.  LibCST's ``children``
-# rebuilds lists on every access; walking a flat pre-order list is far cheaper.
-_INDEX: Dict[int, Tuple[_Spans, int, int]] = {}
+class TreeIndex:
+    """One module flattened: every node in pre-order (LibCST's visiting order, which is source
+    order), where each node's subtree ends, and facts derived from the module, built once per
+    run by whoever needs them first (``derived``)."""
+
+    def __init__(self, root: cst.CSTNode):
+        self.root = root
+        self.nodes: List[cst.CSTNode] = []
+        self.end: List[int] = []  # end[i]: one past the last node of nodes[i]'s subtree
+        self.position: Dict[int, int] = {}  # id(node) -> its index in ``nodes``
+        self.facts: Dict[str, object] = {}
+        self._walk(root)
+
+    def _walk(self, node: cst.CSTNode) -> None:
+        # Reads the fields directly: LibCST's own visit rebuilds every node it passes, which
+        # costs several times more than the walk itself.
+        nodes, end = self.nodes, self.end
+        i = len(nodes)
+        self.position[id(node)] = i
+        nodes.append(node)
+        end.append(0)
+        order = _ORDER.get(type(node))
+        if order is None:
+            order = _learn_order(node)
+        fields, unseen = order
+        for name in unseen:
+            if _holds_nodes(getattr(node, name)):
+                fields = _learn_order(node)[0]
+                break
+        for name in fields:
+            value = getattr(node, name)
+            if isinstance(value, cst.CSTNode):
+                self._walk(value)
+            elif isinstance(value, (tuple, list)):
+                for child in value:
+                    self._walk(child)
+        end[i] = len(nodes)
+
+    def span(self, node: cst.CSTNode) -> Optional[Tuple[int, int]]:
+        i = self.position.get(id(node))
+        if i is None or self.nodes[i] is not node:
+            return None
+        return i, self.end[i]
 
 
-def index_tree(module: cst.Module) -> None:
-    """Make subtree walks over ``module`` cheap until ``forget_trees``."""
-    spans = _Spans()
-    module.visit(spans)
-    for key, (a, b) in spans.span.items():
-        _INDEX[key] = (spans, a, b)
+# id(node) -> the index holding it, for indexed modules.  LibCST's ``children`` rebuilds lists
+# on every access; walking a flat pre-order list is far cheaper.
+_INDEX: Dict[int, TreeIndex] = {}
+
+
+def index_tree(module: cst.Module) -> TreeIndex:
+    """Make subtree walks over ``module`` cheap, and its derived facts shared, until ``forget_trees``."""
+    index = TreeIndex(module)
+    for key in index.position:
+        _INDEX[key] = index
+    return index
 
 
 def forget_trees() -> None:
     _INDEX.clear()
 
 
+def tree_index(node: cst.CSTNode) -> Optional[TreeIndex]:
+    """The index of the indexed module holding ``node``, if any."""
+    index = _INDEX.get(id(node))
+    if index is None or index.span(node) is None:  # a recycled id is not the node
+        return None
+    return index
+
+
+def flattened(node: cst.CSTNode) -> TreeIndex:
+    """``node``'s subtree in pre-order: the module's index when it is indexed, else a new one."""
+    index = tree_index(node)
+    return index if index is not None and index.root is node else TreeIndex(node)
+
+
+def derived(module: cst.Module, name: str, build: Callable[[cst.Module], T]) -> T:
+    """``build(module)``, computed once per run for an indexed module (the facts of a module do
+    not change while it is analysed); every call for one that is not indexed."""
+    index = tree_index(module)
+    if index is None or index.root is not module:
+        return build(module)
+    if name not in index.facts:
+        index.facts[name] = build(module)
+    return index.facts[name]  # type: ignore[return-value]
+
+
 def span(node: cst.CSTNode) -> Optional[Tuple[int, int]]:
     """``(start, end)`` of ``node``'s subtree in its indexed module's pre-order, if indexed."""
-    hit = _INDEX.get(id(node))
-    if hit is None or hit[0].nodes[hit[1]] is not node:  # a recycled id is not the node
-        return None
-    return hit[1], hit[2]
+    index = _INDEX.get(id(node))
+    return None if index is None else index.span(node)
 
 
 def _flat(node: cst.CSTNode):
-    hit = _INDEX.get(id(node))
-    if hit is not None and hit[0].nodes[hit[1]] is node:
-        return hit
-    return None
+    index = _INDEX.get(id(node))
+    if index is None:
+        return None
+    where = index.span(node)
+    return None if where is None else (index, where[0], where[1])
 
 
 def iter_calls(node: cst.CSTNode) -> Iterator[cst.Call]:
     """Every Call below ``node``, not descending into nested scopes."""
     flat = _flat(node)
     if flat is not None:
-        spans, i, end = flat
-        nodes = spans.nodes
+        index, i, end = flat
+        nodes, ends = index.nodes, index.end
         while i < end:
             cur = nodes[i]
             if cur is not node and isinstance(cur, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
-                i = spans.span[id(cur)][1]
+                i = ends[i]
                 continue
             if isinstance(cur, cst.Call):
                 yield cur
@@ -127,12 +226,12 @@ def iter_own_nodes(node: cst.CSTNode, kind) -> Iterator[cst.CSTNode]:
     of a function, not of the closures it defines)."""
     flat = _flat(node)
     if flat is not None:
-        spans, i, end = flat
-        nodes = spans.nodes
+        index, i, end = flat
+        nodes, ends = index.nodes, index.end
         while i < end:
             cur = nodes[i]
             if cur is not node and isinstance(cur, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
-                i = spans.span[id(cur)][1]
+                i = ends[i]
                 continue
             if isinstance(cur, kind):
                 yield cur
@@ -151,8 +250,8 @@ def iter_nodes(node: cst.CSTNode, kind) -> Iterator[cst.CSTNode]:
     """Every node of ``kind`` in ``node``'s subtree, in source order."""
     flat = _flat(node)
     if flat is not None:
-        spans, a, b = flat
-        for cur in spans.nodes[a:b]:
+        index, a, b = flat
+        for cur in index.nodes[a:b]:
             if isinstance(cur, kind):
                 yield cur
         return

@@ -14,6 +14,8 @@ from typing import Dict, List, Optional, Tuple, Union
 import libcst as cst
 
 from .syntax import (
+    derived,
+    flattened,
     instance_key,
     iter_nodes,
     keyword_arg,
@@ -55,50 +57,43 @@ class Body:
         return out
 
 
-class _BodyIndex(cst.CSTVisitor):
-    def __init__(self):
+class BodyIndex:
+    """The module's bodies (the module and every function, in order), the body of each simple
+    statement, and the simple statement holding each call (none for a call in a compound
+    statement's header).  A class's statements belong to the body around the class."""
+
+    def __init__(self, module: cst.Module):
         self.bodies: List[Body] = []
         self.body_of: Dict[int, Body] = {}
-        self._stack: List[Body] = []
         self.stmt_of: Dict[int, cst.SimpleStatementLine] = {}  # id(call) -> its statement
-        self._statement: Optional[cst.SimpleStatementLine] = None
-
-    def visit_Module(self, node):
-        self._push(node)
-
-    def leave_Module(self, node):
-        self._stack.pop()
-
-    def visit_FunctionDef(self, node):
-        self._push(node)
-
-    def leave_FunctionDef(self, node):
-        self._stack.pop()
-
-    def _push(self, node):
-        body = Body(owner=node)
-        self.bodies.append(body)
-        self._stack.append(body)
-
-    def visit_SimpleStatementLine(self, node):
-        body = self._stack[-1]
-        body.position[id(node)] = len(body.statements)
-        body.statements.append(node)
-        self.body_of[id(node)] = body
-        self._statement = node
-
-    def leave_SimpleStatementLine(self, node):
-        self._statement = None
-
-    def visit_Call(self, node):
-        if self._statement is not None:
-            self.stmt_of[id(node)] = self._statement
+        index = flattened(module)
+        nodes, ends = index.nodes, index.end
+        open_bodies: List[Tuple[int, Body]] = []  # (where its owner's subtree ends, body)
+        statement: Optional[cst.SimpleStatementLine] = None
+        statement_end = 0
+        for i, node in enumerate(nodes):
+            while open_bodies and open_bodies[-1][0] <= i:
+                open_bodies.pop()
+            if statement is not None and i >= statement_end:
+                statement = None
+            if isinstance(node, cst.Call):
+                if statement is not None:
+                    self.stmt_of[id(node)] = statement
+            elif isinstance(node, (cst.Module, cst.FunctionDef)):
+                body = Body(owner=node)
+                self.bodies.append(body)
+                open_bodies.append((ends[i], body))
+            elif isinstance(node, cst.SimpleStatementLine):
+                body = open_bodies[-1][1]
+                body.position[id(node)] = len(body.statements)
+                body.statements.append(node)
+                self.body_of[id(node)] = body
+                statement, statement_end = node, ends[i]
 
 
-def index_bodies(module: cst.Module) -> _BodyIndex:
-    idx = _BodyIndex()
-    module.visit(idx)
-    return idx
+def index_bodies(module: cst.Module) -> BodyIndex:
+    """The module's ``BodyIndex``, built once per run (see ``syntax.derived``)."""
+    return derived(module, "trace.bodies", BodyIndex)
 
 
 @dataclass
@@ -211,65 +206,49 @@ def layer_instances(module: cst.Module) -> Dict[str, cst.Call]:
 Function = Union[cst.FunctionDef, cst.Lambda]
 
 
-class LocalFunctions(cst.CSTVisitor):
+class LocalFunctions:
     """The module's functions and lambdas that model-building code calls by name.
 
     A function is found by the name it is bound to (``def f`` or ``f = lambda ...``) in the scope
     of the call or an enclosing one; a name bound to functions more than once in a scope is not
     followed.  This lets the tracer step into a helper that calls a sub-model, and out of it to
-    the calls that give the helper its arguments.
+    the calls that give the helper its arguments.  ``local_functions`` shares one per module.
     """
 
     def __init__(self, module: cst.Module):
-        super().__init__()
         self.module = module
-        self._stack: List[cst.CSTNode] = [module]
         self._scope_of: Dict[int, cst.CSTNode] = {}  # id(node) -> innermost function (or module)
         self._defined: Dict[int, Dict[str, List[Function]]] = {}  # id(scope) -> name -> functions
         self._calls: Dict[int, List[cst.Call]] = {}  # id(function) -> its calls by name
         self._keep: List[cst.CSTNode] = []
-        module.visit(self)
-        for call in iter_nodes(module, cst.Call):
+        index = flattened(module)
+        nodes, ends = index.nodes, index.end
+        scopes: List[Tuple[int, cst.CSTNode]] = [(len(nodes), module)]  # (where it ends, scope)
+        calls: List[cst.Call] = []
+        for i, node in enumerate(nodes):
+            while scopes[-1][0] <= i:
+                scopes.pop()
+            scope = scopes[-1][1]
+            if isinstance(node, cst.Call):
+                self._scope_of[id(node)] = scope
+                calls.append(node)
+            elif isinstance(node, cst.Assign):
+                if isinstance(node.value, cst.Lambda):
+                    for t in node.targets:
+                        if isinstance(t.target, cst.Name):
+                            self._define(scope, t.target.value, node.value)
+            elif isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+                self._scope_of[id(node)] = scope
+                if isinstance(node, cst.FunctionDef):
+                    self._define(scope, node.name.value, node)
+                scopes.append((ends[i], node))  # a class's methods are not names of the functions below
+        for call in calls:
             fn = self.resolve(call)
             if fn is not None:
                 self._calls.setdefault(id(fn), []).append(call)
 
-    # -- the walk
-
-    def _define(self, name: str, fn: Function) -> None:
-        scope = self._stack[-1]
+    def _define(self, scope: cst.CSTNode, name: str, fn: Function) -> None:
         self._defined.setdefault(id(scope), {}).setdefault(name, []).append(fn)
-
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self._scope_of[id(node)] = self._stack[-1]
-        self._define(node.name.value, node)
-        self._stack.append(node)
-
-    def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self._stack.pop()
-
-    def visit_ClassDef(self, node: cst.ClassDef) -> None:
-        self._scope_of[id(node)] = self._stack[-1]
-        self._stack.append(node)  # its methods are not names of the functions below
-
-    def leave_ClassDef(self, node: cst.ClassDef) -> None:
-        self._stack.pop()
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        if isinstance(node.value, cst.Lambda):
-            for t in node.targets:
-                if isinstance(t.target, cst.Name):
-                    self._define(t.target.value, node.value)
-
-    def visit_Lambda(self, node: cst.Lambda) -> None:
-        self._scope_of[id(node)] = self._stack[-1]
-        self._stack.append(node)
-
-    def leave_Lambda(self, node: cst.Lambda) -> None:
-        self._stack.pop()
-
-    def visit_Call(self, node: cst.Call) -> None:
-        self._scope_of[id(node)] = self._stack[-1]
 
     # -- queries
 
@@ -341,6 +320,11 @@ class LocalFunctions(cst.CSTVisitor):
         out = value.visit(_Substitute(mapping))
         self._keep.append(out)  # the tracer keys nodes by id(): keep the new tree alive
         return out
+
+
+def local_functions(module: cst.Module) -> LocalFunctions:
+    """The module's ``LocalFunctions``, built once per run (see ``syntax.derived``)."""
+    return derived(module, "trace.functions", LocalFunctions)
 
 
 class _Substitute(cst.CSTTransformer):
