@@ -10,6 +10,7 @@ once per run and shared (``derived``) instead of each walking the module again.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple, TypeVar
 
@@ -88,6 +89,17 @@ def _learn_order(node: cst.CSTNode) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
     return seen, unseen
 
 
+_KINDS: Dict[Tuple[type, object], bool] = {}
+
+
+def _is_kind(t: type, kind) -> bool:
+    key = (t, kind)
+    hit = _KINDS.get(key)
+    if hit is None:
+        hit = _KINDS[key] = issubclass(t, kind)
+    return hit
+
+
 def _holds_nodes(value) -> bool:
     if isinstance(value, cst.CSTNode):
         return True
@@ -104,8 +116,22 @@ class TreeIndex:
         self.nodes: List[cst.CSTNode] = []
         self.end: List[int] = []  # end[i]: one past the last node of nodes[i]'s subtree
         self.position: Dict[int, int] = {}  # id(node) -> its index in ``nodes``
+        self.by_type: Dict[type, List[int]] = {}  # the indices of each type's nodes, ascending
         self.facts: Dict[str, object] = {}
+        self._kinds: Dict[object, List[int]] = {}
         self._walk(root)
+
+    def of_kind(self, kind) -> List[int]:
+        """The indices of the nodes that are instances of ``kind`` (a type or a tuple), ascending.
+
+        LibCST's node classes are ABCs, whose ``isinstance`` is a Python-level call: asked once
+        per type here, not once per node and walk."""
+        found = self._kinds.get(kind)
+        if found is None:
+            lists = [hits for t, hits in self.by_type.items() if _is_kind(t, kind)]
+            found = lists[0] if len(lists) == 1 else sorted(i for hits in lists for i in hits)
+            self._kinds[kind] = found
+        return found
 
     def _walk(self, node: cst.CSTNode) -> None:
         # Reads the fields directly: LibCST's own visit rebuilds every node it passes, which
@@ -115,6 +141,10 @@ class TreeIndex:
         self.position[id(node)] = i
         nodes.append(node)
         end.append(0)
+        hits = self.by_type.get(type(node))
+        if hits is None:
+            hits = self.by_type[type(node)] = []
+        hits.append(i)
         order = _ORDER.get(type(node))
         if order is None:
             order = _learn_order(node)
@@ -195,20 +225,31 @@ def _flat(node: cst.CSTNode):
     return None if where is None else (index, where[0], where[1])
 
 
+_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+
+
+def _own_hits(index: "TreeIndex", a: int, b: int, kind) -> Iterator[cst.CSTNode]:
+    """The nodes of ``kind`` in ``nodes[a:b]`` outside the scopes nested in ``nodes[a]``."""
+    hits, scopes, nodes, ends = index.of_kind(kind), index.of_kind(_SCOPES), index.nodes, index.end
+    s = bisect.bisect_right(scopes, a)  # nodes[a] itself is walked, whatever it is
+    s_end = bisect.bisect_left(scopes, b)
+    skip_to = a
+    for j in range(bisect.bisect_left(hits, a), bisect.bisect_left(hits, b)):
+        h = hits[j]
+        while s < s_end and scopes[s] <= h:
+            if ends[scopes[s]] > skip_to:
+                skip_to = ends[scopes[s]]
+            s += 1
+        if h < skip_to:  # inside a nested scope
+            continue
+        yield nodes[h]
+
+
 def iter_calls(node: cst.CSTNode) -> Iterator[cst.Call]:
     """Every Call below ``node``, not descending into nested scopes."""
     flat = _flat(node)
     if flat is not None:
-        index, i, end = flat
-        nodes, ends = index.nodes, index.end
-        while i < end:
-            cur = nodes[i]
-            if cur is not node and isinstance(cur, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
-                i = ends[i]
-                continue
-            if isinstance(cur, cst.Call):
-                yield cur
-            i += 1
+        yield from _own_hits(*flat, cst.Call)
         return
     stack = [node]
     while stack:
@@ -226,16 +267,7 @@ def iter_own_nodes(node: cst.CSTNode, kind) -> Iterator[cst.CSTNode]:
     of a function, not of the closures it defines)."""
     flat = _flat(node)
     if flat is not None:
-        index, i, end = flat
-        nodes, ends = index.nodes, index.end
-        while i < end:
-            cur = nodes[i]
-            if cur is not node and isinstance(cur, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
-                i = ends[i]
-                continue
-            if isinstance(cur, kind):
-                yield cur
-            i += 1
+        yield from _own_hits(*flat, kind)
         return
     stack = [node]
     while stack:
@@ -251,9 +283,9 @@ def iter_nodes(node: cst.CSTNode, kind) -> Iterator[cst.CSTNode]:
     flat = _flat(node)
     if flat is not None:
         index, a, b = flat
-        for cur in index.nodes[a:b]:
-            if isinstance(cur, kind):
-                yield cur
+        hits, nodes = index.of_kind(kind), index.nodes
+        for j in range(bisect.bisect_left(hits, a), bisect.bisect_left(hits, b)):
+            yield nodes[hits[j]]
         return
     stack = [node]
     while stack:

@@ -7,7 +7,8 @@ import libcst as cst
 import pytest
 
 from maskfix import syntax
-from maskfix.syntax import TreeIndex, derived, forget_trees, index_tree, iter_nodes, span, tree_index
+from maskfix.syntax import (TreeIndex, derived, forget_trees, index_tree, iter_calls, iter_nodes, iter_own_nodes, span,
+                            tree_index)
 from maskfix.trace import BodyIndex, LocalFunctions, index_bodies, local_functions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,6 +104,7 @@ def test_the_index_and_what_is_built_on_it_match_libcsts_visit(name, source, mon
     assert all(a is b for a, b in zip(index.nodes, ref.nodes))
     assert [(i, index.end[i]) for i in range(len(index.nodes))] == [ref.ends[id(n)] for n in ref.nodes]
     _check_bodies_and_functions(module)
+    _check_walks(module, ref.nodes, ref.ends)
 
 
 def test_a_field_visited_only_when_present_is_found_after_an_instance_without_it(monkeypatch):
@@ -110,6 +112,43 @@ def test_a_field_visited_only_when_present_is_found_after_an_instance_without_it
     module = cst.parse_module('a = f"{x}"\nb = f"{y:{w}}"\n')
     names = [n.value for n in TreeIndex(module).nodes if isinstance(n, cst.Name)]
     assert names == ["a", "x", "b", "y", "w"]
+
+
+_KINDS = (cst.Call, cst.Name, (cst.Assign, cst.AnnAssign), cst.BaseExpression, cst.Return,
+          (cst.FunctionDef, cst.Lambda), cst.BaseCompoundStatement)
+
+
+def _ids(nodes):
+    return [id(n) for n in nodes]
+
+
+def _check_walks(module, nodes, ends):
+    """The walks over the index give what a scan of LibCST's pre-order gives."""
+    scopes = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+
+    def own(a, b, kind):
+        out, i = [], a
+        while i < b:
+            if i != a and isinstance(nodes[i], scopes):
+                i = ends[id(nodes[i])][1]
+                continue
+            if isinstance(nodes[i], kind):
+                out.append(nodes[i])
+            i += 1
+        return out
+
+    index_tree(module)
+    try:
+        for root in nodes:
+            if not isinstance(root, (cst.Module, cst.FunctionDef, cst.ClassDef, cst.Lambda, cst.If)):
+                continue
+            a, b = ends[id(root)]
+            assert _ids(iter_calls(root)) == _ids(own(a, b, cst.Call))
+            for kind in _KINDS:
+                assert _ids(iter_nodes(root, kind)) == _ids(n for n in nodes[a:b] if isinstance(n, kind))
+                assert _ids(iter_own_nodes(root, kind)) == _ids(own(a, b, kind))
+    finally:
+        forget_trees()
 
 
 class _RefBodies(cst.CSTVisitor):
