@@ -44,23 +44,12 @@ from .flow.attention import (
     bind_attention_args,
 )
 from .flow.reaching import Element, Scope, forget_scopes, param_names, scope_of
+from .flow.values import CAUSAL, TARGET, Interpreter, MaskValue, ModuleValues, padding
 from .trace import index_bodies
 
-# Labels attached to mask expressions by the data-flow walk.
-CAUSAL = "causal"  # built from a lower-triangular pattern over the decoder steps
+# What of the decoder's side a cross-attention's mask is made of (``decoder_side``).
 DEC_MASK = "dec-mask"  # the decoder padding mask, spread over the key axis
-DEC_MASK_Q = "dec-mask-query"  # the decoder padding mask over the query axis only
-DEC = "dec"  # derived from the decoder sequence's values or shape
-ENC = "enc"  # derived from the encoder outputs
-EXTERNAL = "external"  # another parameter: provenance unknown here
-MASK_LIST = "mask-list"  # the masks of a list input, one per item (decoder's first, encoder's second)
-RANGE = "range"  # positions from range/arange: two of them compared make a causal pattern
-SELF = "self"  # the layer itself, passed to a helper that calls its methods (``layer.causal(x)``)
-
-_CAUSAL_CALLS = {"band_part", "tril", "triu"}
-_RANGE_CALLS = {"range", "arange"}
-_ORDER_CALLS = {"greater_equal", "greater", "less_equal", "less"}
-_PASS_THROUGH_ATTRS = {"shape", "dtype"}
+# CAUSAL (a causal mask over the decoder steps) is the abstract values' own kind.
 
 
 # --------------------------------------------------------------------------
@@ -154,7 +143,7 @@ class DecoderClass:
     cross_attention: AttentionCall
     labels: Set[str]
     mask_param: Optional[str]  # the parameter Keras fills with the mask
-    flow: "Flow" = field(repr=False, default=None)
+    values: Optional[Interpreter] = field(repr=False, default=None)  # the abstract values in ``call``
     causal_flag: bool = False  # use_causal_mask switched on for the cross-attention (MF003)
     functional: bool = False  # built as a functional model from its own Inputs: reported, not rewritten
 
@@ -178,203 +167,6 @@ def _methods(cls: cst.ClassDef) -> Dict[str, cst.FunctionDef]:
     }
 
 
-class Flow:
-    """Labels for expressions inside one method, following local assignments."""
-
-    def __init__(self, cls_methods: Dict[str, cst.FunctionDef], fn: cst.FunctionDef,
-                 dec: str, enc: str, mask_param: Optional[str], module_funcs: Dict[str, cst.FunctionDef],
-                 self_attrs: Optional[Dict[str, List[Tuple[cst.BaseExpression, cst.FunctionDef]]]] = None,
-                 classes: Optional[Dict[str, Dict[str, cst.FunctionDef]]] = None,
-                 bound: Optional[Dict[str, Set[str]]] = None, calling: frozenset = frozenset(),
-                 parent: Optional[Tuple["Flow", cst.CSTNode]] = None):
-        self.bound = bound  # a helper's summary: parameter -> labels of the caller's argument
-        self.parent = parent  # a closure's enclosing flow and the call its free names are read at
-        self.calling = calling | {id(fn)}  # helpers being summarised (no recursion)
-        self.self_attrs = self_attrs or {}
-        self.classes = classes or {}  # class name -> its methods, for ``Cls.helper(...)``
-        self.scope = scope_of(fn)
-        first = fn.params.params[0].name.value if fn.params.params else None
-        self.is_method = first == "self" and bool(cls_methods)
-        self.methods = cls_methods
-        self.module_funcs = module_funcs
-        self.dec, self.enc, self.mask_param = dec, enc, mask_param
-        self.list_input = "[" in dec  # the decoder takes ``[x, enc]`` as one input
-        self._memo: Dict[object, Set[str]] = {}
-        self._active: Set[object] = set()
-
-    def name_labels(self, name: str, at: Optional[cst.CSTNode] = None) -> Set[str]:
-        """Labels of the bindings of ``name`` that reach ``at`` (every binding without ``at``)."""
-        key = self.scope.binding_key(name, at)
-        if key in self._memo:
-            return self._memo[key]
-        if key in self._active:
-            return set()
-        self._active.add(key)
-        values, is_param = self.scope.reaching(name, at)
-        out: Set[str] = set()
-        if (self.parent is not None and not is_param and not values
-                and name not in self.scope.assigns and name not in self.scope.params):
-            outer, call = self.parent  # a free name of a closure: its value where the closure runs
-            out = set(outer.name_labels(name, call))
-        elif name == self.dec:
-            out.add(DEC)
-        elif name == self.enc:
-            out.add(ENC)
-        elif name == self.mask_param and is_param:
-            out.add(MASK_LIST if self.list_input else DEC_MASK)
-        elif is_param:
-            out |= self.bound.get(name, {EXTERNAL}) if self.bound is not None else {EXTERNAL}
-        elif name == "self" and self.is_method and not values:
-            out.add(SELF)
-        for value in values:
-            if isinstance(value, Element):
-                value = value.value
-            if not isinstance(value, (cst.FunctionDef, cst.ClassDef)):
-                out |= self.labels(value)
-        self._active.discard(key)
-        self._memo[key] = out
-        return out
-
-    def labels(self, node: cst.CSTNode) -> Set[str]:
-        if isinstance(node, cst.Name):
-            return self.name_labels(node.value, node)
-        if isinstance(node, cst.Subscript):
-            item = int_index(node)
-            base = self.labels(node.value)
-            if item is not None and MASK_LIST in base:
-                # ``call(self, [x, enc], mask)``: Keras fills ``mask`` with one mask per input
-                return {DEC_MASK} if item == 0 else {ENC}
-            side = expansion_side(node)
-            if side == "query" and DEC_MASK in base:
-                base = (base - {DEC_MASK}) | {DEC_MASK_Q}
-            return base
-        if isinstance(node, cst.Attribute):
-            if node.attr.value in _PASS_THROUGH_ATTRS:
-                return set()  # a size or dtype carries no mask values
-            attr = self_attr(node)
-            if attr and attr in self.self_attrs:
-                return self._attr_labels(attr)
-            return self.labels(node.value) - {SELF}
-        if isinstance(node, cst.Call):
-            return self._call_labels(node)
-        if isinstance(node, cst.Comparison):
-            sides = [self.labels(node.left)] + [self.labels(c.comparator) for c in node.comparisons]
-            out = set().union(*sides)
-            if _orders(node) and all(RANGE in side for side in sides):
-                out.add(CAUSAL)
-            return out
-        out: Set[str] = set()
-        for child in node.children:
-            if isinstance(child, (cst.BaseExpression, cst.Arg, cst.Element, cst.BaseSlice,
-                                  cst.SubscriptElement, cst.ComparisonTarget, cst.DictElement)):
-                out |= self.labels(child)
-        return out
-
-    def _attr_labels(self, attr: str) -> Set[str]:
-        """A mask kept on ``self`` (built once, e.g. for a fixed length): only causality carries over."""
-        key = f"self.{attr}"
-        if key in self._memo or key in self._active:
-            return self._memo.get(key, set())
-        self._active.add(key)
-        out: Set[str] = set()
-        for value, method in self.self_attrs[attr]:
-            sub = Flow(self.methods, method, "", "", None, self.module_funcs, self.self_attrs, self.classes)
-            out |= sub.labels(value) & {CAUSAL}
-        self._active.discard(key)
-        self._memo[key] = out
-        return out
-
-    def _call_labels(self, call: cst.Call) -> Set[str]:
-        fname = last_name(call.func)
-        if fname in ("shape", "len"):
-            return set()  # a size carries no mask values
-        each = [self.labels(a.value) for a in call.args]
-        arg_labels: Set[str] = set().union(*each)
-        if fname in _RANGE_CALLS:
-            arg_labels.add(RANGE)
-        sides = [labels for a, labels in zip(call.args, each) if a.keyword is None and not a.star]
-        if fname in _CAUSAL_CALLS or (fname in _ORDER_CALLS and len(sides) == 2
-                                      and all(RANGE in side for side in sides)):
-            return arg_labels | {CAUSAL}
-        if fname == "expand_dims":
-            axis = _axis_arg(call)
-            if axis is not None and axis != 1 and DEC_MASK in arg_labels:
-                arg_labels = (arg_labels - {DEC_MASK}) | {DEC_MASK_Q}
-            return arg_labels
-        attr = self_attr(call.func)
-        helpers = self._helpers(call.func)
-        if helpers:
-            out: Set[str] = set()
-            for helper in helpers:
-                if _builds_causal(helper):
-                    out |= arg_labels | {CAUSAL}
-                out |= self._summary(helper, call, arg_labels)
-            return out
-        if attr or (isinstance(call.func, cst.Attribute) and last_name(call.func.value) is None):
-            # A method on a computed object: conservatively pass labels through.
-            return arg_labels | self.labels(call.func)
-        return arg_labels
-
-    def _summary(self, helper: Union[cst.FunctionDef, cst.Lambda], call: cst.Call,
-                 arg_labels: Set[str]) -> Set[str]:
-        """Labels of what ``helper`` returns, its parameters standing for ``call``'s arguments."""
-        if id(helper) in self.calling:
-            return set(arg_labels)
-        params = param_names(helper)
-        bound: Dict[str, Set[str]] = {}
-        for arg, name in zip(positional_args(call), params):
-            bound[name] = self.labels(arg.value)
-        for a in call.args:
-            if a.keyword is not None and a.keyword.value in params:
-                bound[a.keyword.value] = self.labels(a.value)
-        key = (id(helper), tuple(sorted((p, frozenset(v)) for p, v in bound.items())))
-        if self.scope.binds(helper):
-            # a closure reads this function's bindings: its summary holds for this flow and the
-            # bindings of its free names that reach the call
-            key += tuple(self.scope.binding_key(n, call) for n in free_names(helper))
-            if key not in self._memo:
-                sub = Flow(self.methods, helper, "", "", None, self.module_funcs, self.self_attrs,
-                           self.classes, bound, self.calling, parent=(self, call))
-                self._memo[key] = _returned_labels(sub, helper)
-            return set(self._memo[key])
-        if key not in _summaries or _summaries[key][0] is not helper:
-            sub = Flow(self.methods, helper, "", "", None, self.module_funcs, self.self_attrs,
-                       self.classes, bound, self.calling)
-            _summaries[key] = (helper, _returned_labels(sub, helper))
-        return set(_summaries[key][1])
-
-    def _helpers(self, func: cst.BaseExpression) -> List[Union[cst.FunctionDef, cst.Lambda]]:
-        """The functions a call may run: a method (``self.f``, ``Cls.f`` for a staticmethod), a
-        nested function or lambda bound in this function, or a module function."""
-        attr = self_attr(func)
-        if attr:
-            return [self.methods[attr]] if attr in self.methods else []
-        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name):
-            method = self.classes.get(func.value.value, {}).get(func.attr.value)
-            if method is None and func.attr.value in self.methods and SELF in self.labels(func.value):
-                method = self.methods[func.attr.value]  # ``layer.f(...)`` with the layer passed in
-            return [method] if method is not None else []
-        if not isinstance(func, cst.Name):
-            return []
-        values, _ = self.scope.reaching(func.value, func)
-        local = [v for v in values if isinstance(v, (cst.FunctionDef, cst.Lambda))]
-        if local:
-            return local
-        helper = self.module_funcs.get(func.value)
-        return [helper] if helper is not None else []
-
-
-def _returned_labels(flow: Flow, helper: Union[cst.FunctionDef, cst.Lambda]) -> Set[str]:
-    if isinstance(helper, cst.Lambda):
-        returns = [helper.body]
-    else:
-        returns = [r.value for r in iter_own_nodes(helper.body, cst.Return) if r.value is not None]
-    out: Set[str] = set()
-    for r in returns:
-        out |= flow.labels(r)
-    return out
-
-
 # id(fn) -> (fn, names it reads but does not bind)
 _free: Dict[int, Tuple[cst.CSTNode, Tuple[str, ...]]] = {}
 
@@ -387,21 +179,6 @@ def free_names(fn: Union[cst.FunctionDef, cst.Lambda]) -> Tuple[str, ...]:
         names = names_in(fn.body) - scope.params - set(scope.assigns)
         hit = _free[id(fn)] = (fn, tuple(sorted(names)))
     return hit[1]
-
-
-def _axis_arg(call: cst.Call) -> Optional[int]:
-    arg = keyword_arg(call, "axis")
-    if arg is None:
-        pos = positional_args(call)
-        arg = pos[1] if len(pos) > 1 else None
-    if arg is None:
-        return None
-    v = arg.value
-    if isinstance(v, cst.Integer):
-        return int(v.value)
-    if isinstance(v, cst.UnaryOperation) and isinstance(v.operator, cst.Minus) and isinstance(v.expression, cst.Integer):
-        return -int(v.expression.value)
-    return None
 
 
 def _is_new_axis(node: cst.BaseExpression) -> bool:
@@ -426,58 +203,6 @@ def expansion_side(node: cst.Subscript) -> Optional[str]:
     if shape in ([":", "new", ":"], [":", "new"]):
         return "key"
     return None
-
-
-def _orders(cmp: cst.Comparison) -> bool:
-    ops = [type(c.operator) for c in cmp.comparisons]
-    return bool(ops) and all(o in (cst.GreaterThanEqual, cst.GreaterThan, cst.LessThan, cst.LessThanEqual)
-                             for o in ops)
-
-
-def _looks_causal(cmp: Union[cst.Comparison, cst.Call], flow: Optional[Flow] = None) -> bool:
-    """``i >= j`` (or ``greater_equal(i, j)``) with both sides from range/arange."""
-    if isinstance(cmp, cst.Call):
-        sides = [a.value for a in positional_args(cmp)]
-        return len(sides) == 2 and all(_from_range(s, flow) for s in sides)
-    if not _orders(cmp):
-        return False
-    sides = [cmp.left] + [c.comparator for c in cmp.comparisons]
-    return all(_from_range(s, flow) for s in sides)
-
-
-def _from_range(node: cst.CSTNode, flow: Optional[Flow]) -> bool:
-    if flow is not None:
-        return RANGE in flow.labels(node)
-    return any(last_name(call.func) in _RANGE_CALLS for call in iter_nodes(node, cst.Call))
-
-
-# (id(helper), argument labels) -> (helper, labels it returns): each summary is computed once.
-_summaries: Dict[tuple, Tuple[cst.CSTNode, Set[str]]] = {}
-
-# id -> (node, answer); the node is kept so that a recycled id cannot alias it.
-_causal_cache: Dict[int, Tuple[cst.FunctionDef, bool]] = {}
-
-
-def _builds_causal(fn: Union[cst.FunctionDef, cst.Lambda]) -> bool:
-    """Whether a helper function builds a lower-triangular (causal) mask."""
-    hit = _causal_cache.get(id(fn))
-    if hit is not None and hit[0] is fn:
-        return hit[1]
-    result = False
-    for call in iter_nodes(fn.body, cst.Call):
-        if last_name(call.func) in _CAUSAL_CALLS:
-            result = True
-            break
-    if not result:
-        flow = Flow({}, fn, "", "", None, {}) if isinstance(fn, cst.FunctionDef) else None
-        for cmp in iter_nodes(fn.body, (cst.Comparison, cst.Call)):
-            if isinstance(cmp, cst.Call) and last_name(cmp.func) not in _ORDER_CALLS:
-                continue
-            if _looks_causal(cmp, flow):
-                result = True
-                break
-    _causal_cache[id(fn)] = (fn, result)
-    return result
 
 
 def _precedes(a: cst.CSTNode, b: cst.CSTNode) -> bool:
@@ -557,15 +282,15 @@ class ModuleFacts:
     lazy_masks: List["LazyMask"] = field(default_factory=list)  # MF007
 
 
-def analyze_module(module: cst.Module, wrappers: Optional[Dict[str, Signature]] = None) -> ModuleFacts:
+def analyze_module(module: cst.Module, wrappers: Optional[Dict[str, Signature]] = None,
+                   values: Optional[ModuleValues] = None) -> ModuleFacts:
     """Find every decoder class with a decoder-side cross-attention mask.
 
     ``wrappers`` are the attention layers of the run's own (class name -> signature) that this
-    module can see.
+    module can see; ``values`` the module's abstract mask values (in a run, followed into its
+    other sources), by which a cross-attention's mask is judged.
     """
-    _causal_cache.clear()  # keeps at most one module's helpers alive
-    _summaries.clear()
-    _free.clear()
+    _free.clear()  # keeps at most one module's functions alive
     forget_scopes()
     dialect = module_dialect(module)
     facts = ModuleFacts(module=module, dialect=dialect)
@@ -576,6 +301,8 @@ def analyze_module(module: cst.Module, wrappers: Optional[Dict[str, Signature]] 
     class_methods = {c.name.value: _methods(c) for c in classes}
     owner = {id(m): ms for ms in class_methods.values() for m in ms.values()}  # a method -> its class's
     attentions = Attentions(dialect.runtime, wrappers)
+    if values is None:
+        values = ModuleValues(module, attentions)
     layer_names: Set[str] = set()
     changed = True
     while changed:  # local subclasses of local layers are layers too
@@ -599,14 +326,14 @@ def analyze_module(module: cst.Module, wrappers: Optional[Dict[str, Signature]] 
         if not attrs:
             continue
         for fn in methods.values():
-            found = _decoder_in_method(cls, fn, attrs, methods, module_funcs, attentions, class_methods)
+            found = _decoder_in_method(cls, fn, attrs, methods, module_funcs, attentions, values, class_methods)
             if found is not None:
                 facts.decoders.append(found)
                 break
     for fn in iter_nodes(module, cst.FunctionDef):
         # a function or method that builds the decoder as a small functional model
         if _functional_inputs(fn) and not any(d.call is fn for d in facts.decoders):
-            found = _decoder_in_method(None, fn, {}, owner.get(id(fn), {}), module_funcs, attentions,
+            found = _decoder_in_method(None, fn, {}, owner.get(id(fn), {}), module_funcs, attentions, values,
                                        class_methods)
             if found is not None and found.functional:
                 facts.decoders.append(found)
@@ -765,7 +492,19 @@ def _forwarded_attention_calls(fn: cst.FunctionDef, attrs: Dict[str, str], atten
     return out
 
 
-def _decoder_in_method(cls, fn, attrs, methods, module_funcs, attentions, classes=None) -> Optional[DecoderClass]:
+def decoder_side(value: MaskValue) -> Set[str]:
+    """What of the decoder's side a cross-attention's mask is made of: ``DEC_MASK`` for the
+    decoder's padding spread over the keys, ``CAUSAL`` for a causal mask over decoder steps."""
+    out = set()
+    if padding(TARGET) in value.kinds:
+        out.add(DEC_MASK)
+    if CAUSAL in value.kinds:
+        out.add(CAUSAL)
+    return out
+
+
+def _decoder_in_method(cls, fn, attrs, methods, module_funcs, attentions, values: ModuleValues,
+                       classes=None) -> Optional[DecoderClass]:
     calls = attention_calls(fn, attrs, attentions)
     calls += _forwarded_attention_calls(fn, attrs, attentions, methods, module_funcs, classes or {})
     if not calls:
@@ -806,11 +545,11 @@ def _decoder_in_method(cls, fn, attrs, methods, module_funcs, attentions, classe
     if mask_param is not None and order.index(dec) > order.index(enc):
         # tf.keras fills ``mask`` from the first argument: here the encoder's.
         mask_param = None
-    flow = Flow(methods, fn, dec, enc, mask_param, module_funcs,
-                _self_assignments(cls) if cls is not None else {}, classes)
+    owner = cls if cls is not None else values.owner.get(id(fn))  # a builder may be a method
+    interpreter = values.decoder_interpreter(fn, owner, dec, enc, mask_param)
     labels: Set[str] = set()
     if ac.mask_arg is not None:
-        labels = flow.labels(ac.mask_arg.value)
+        labels = decoder_side(interpreter.value(ac.mask_arg.value))
     flag = ac.causal_flag is not None and _truthy(ac.causal_flag.value, fn)
     if not (labels & {CAUSAL, DEC_MASK}) and not flag:
         return None
@@ -826,20 +565,9 @@ def _decoder_in_method(cls, fn, attrs, methods, module_funcs, attentions, classe
         cross_attention=ac,
         labels=labels,
         mask_param="mask" if "mask" in params else None,
-        flow=flow,
+        values=interpreter,
         causal_flag=flag,
     )
-
-
-def _self_assignments(cls: cst.ClassDef) -> Dict[str, List[Tuple[cst.BaseExpression, cst.FunctionDef]]]:
-    out: Dict[str, List[Tuple[cst.BaseExpression, cst.FunctionDef]]] = {}
-    for fn in _methods(cls).values():
-        for node in iter_nodes(fn.body, cst.Assign):
-            for t in node.targets:
-                attr = self_attr(t.target)
-                if attr and not isinstance(t.target, cst.Subscript):
-                    out.setdefault(attr, []).append((node.value, fn))
-    return out
 
 
 def _truthy(value: cst.BaseExpression, fn: cst.FunctionDef) -> bool:

@@ -17,7 +17,8 @@ from . import limits, slicing
 from .outcome import Finding, Outcome
 from .analysis import DecoderClass, ModuleFacts, analyze_module, find_call_sites, module_dialect, suppressed
 from .factories import Factory, find_factories, inline_factories
-from .flow.attention import Signature, find_wrappers
+from .flow.attention import Attentions, Signature, find_wrappers
+from .flow.values import ModuleValues
 from .positions import LazyPositions
 from .rewrite import Edits, Style, apply
 from .rules import Context, Problem, active_rules, is_selected
@@ -146,18 +147,32 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
                 continue
             defined[u.key] = {n: s for n, s in mine.items() if n in own}
             wrappers.update(defined[u.key])
+    # One abstract interpretation of the run: each source's values, followed into the others.
+    symbols = Symbols([(u.key, u.module) for u in units])
+    loaded = {u.key: u for u in units}
+    programs: Dict[str, ModuleValues] = {}
+
+    def values_of(key: str) -> Optional[ModuleValues]:
+        if key not in programs:
+            if key not in loaded:
+                return None
+            u = loaded[key]
+            visible = {n: s for n, s in wrappers.items() if n in u.imported or u.star}
+            visible.update(defined.get(u.key, {}))
+            u.visible = visible
+            programs[key] = ModuleValues(u.module, Attentions(_runtime(u.module), visible), key, symbols, values_of)
+        return programs[key]
+
     analysed: List[_Unit] = []
     for done, u in enumerate(units):
         if progress is not None:  # the analysis is the slow part: keep the line up while it runs
             progress(done, len(units), u.key)
         try:
             with timer.limit():
-                visible = {n: s for n, s in wrappers.items() if n in u.imported or u.star}
-                visible.update(defined.get(u.key, {}))
-                u.facts = analyze_module(u.module, visible)
-                u.visible = visible
-                u.factories = find_factories(u.module)
-                u.in_place = inline_factories(u.module)
+                values = values_of(u.key)
+                u.facts = analyze_module(u.module, u.visible, values)
+                u.factories = find_factories(u.module, values)
+                u.in_place = inline_factories(u.module, values)
                 u.wrappers = defined.get(u.key, {})
         except limits.OutOfTime:
             outcomes[u.key] = Outcome(error=timer.reason())
@@ -196,7 +211,6 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
     by_key = {u.key: u for u in units}
     modules = {u.key: u.module for u in units}
     rules = active_rules(select)
-    symbols = Symbols([(u.key, u.module) for u in units])
     contexts: Dict[str, Context] = {}
     problems: Dict[str, List[Problem]] = {}
     flagged: Dict[str, set] = {}
@@ -221,6 +235,7 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
             others=[(v.key, v.module, v.imported | ({"*"} if v.star else set())) for v in units if v is not u],
             symbols=symbols,
             peers=contexts,
+            values_of=values_of,
         )
     found_in: Dict[str, List[Problem]] = {}
     for u in units:

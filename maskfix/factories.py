@@ -19,9 +19,10 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import libcst as cst
 
-from .analysis import CAUSAL, DEC, ENC, Flow, module_dialect, roots
-from .flow.attention import KERAS_MHA, keras_signature, loop_layers
+from .analysis import module_dialect, roots
+from .flow.attention import KERAS_MHA, Attentions, keras_signature, loop_layers
 from .flow.reaching import Element, Scope, param_names, scope_of
+from .flow.values import SOURCE, TARGET, Interpreter, ModuleValues, depends_on
 from .symbols import Symbols
 from .syntax import (
     instance_key,
@@ -50,7 +51,8 @@ class Factory:
     src: str  # first parameter: source ids
     tgt: str  # second parameter: target ids
     ret: cst.Tuple  # the returned triple
-    flow: Flow
+    values: Interpreter  # the abstract values in ``fn``, from ``src`` and ``tgt``
+    funcs: Dict[str, cst.FunctionDef]  # the module's functions, by name
     cross_from_target: bool = False  # MF004: the third mask comes from the target
     bare_lookahead: bool = False  # MF005: the second mask lacks the target's padding
     # ``a, b, c = (x, y, z)`` inside ``fn``: the masks are built in place (a factory's body
@@ -80,31 +82,25 @@ def _returned_triple(fn: cst.FunctionDef) -> Optional[cst.Tuple]:
     return t if isinstance(t, cst.Tuple) and len(t.elements) == 3 else None
 
 
-def _methods_of(module: cst.Module) -> Dict[int, Dict[str, cst.FunctionDef]]:
-    out: Dict[int, Dict[str, cst.FunctionDef]] = {}
-    for cls in iter_nodes(module, cst.ClassDef):
-        methods = {s.name.value: s for s in cls.body.body if isinstance(s, cst.FunctionDef)}
-        for m in methods.values():
-            out[id(m)] = methods
-    return out
-
-
-def _by_contract(fn: cst.FunctionDef, src: str, tgt: str, triple: cst.BaseExpression,
-                 methods: Dict[str, cst.FunctionDef], funcs: Dict[str, cst.FunctionDef],
+def _by_contract(values: ModuleValues, fn: cst.FunctionDef, src: str, tgt: str, triple: cst.BaseExpression,
                  site: Optional[cst.Assign] = None) -> Optional[Factory]:
     """A ``Factory`` when the three masks of ``triple``, built from ``src`` and ``tgt`` in ``fn``,
     follow the contract (source padding first, a look-ahead mask second)."""
-    flow = Flow(methods, fn, tgt, src, None, funcs)
-    labels = [flow.labels(e.value) for e in triple.elements]
-    if CAUSAL not in labels[1] or ENC not in labels[0]:
+    it = values.decoder_interpreter(fn, values.owner.get(id(fn)), tgt, src, None)
+    first, second, third = (it.value(e.value) for e in triple.elements)
+    if not second.causal or not depends_on(first, SOURCE):
         return None  # not the contract: no look-ahead in the second slot
-    return Factory(fn, src, tgt, triple, flow, cross_from_target=DEC in labels[2] and ENC not in labels[2],
-                   bare_lookahead=DEC not in labels[1], site=site)
+    return Factory(fn, src, tgt, triple, it, values.functions,
+                   cross_from_target=depends_on(third, TARGET) and not depends_on(third, SOURCE),
+                   bare_lookahead=not depends_on(second, TARGET), site=site)
 
 
-def find_factories(module: cst.Module) -> List[Factory]:
-    funcs = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
-    methods_of = _methods_of(module)
+def _values_of(module: cst.Module, values: Optional[ModuleValues]) -> ModuleValues:
+    return values if values is not None else ModuleValues(module, Attentions(module_dialect(module).runtime))
+
+
+def find_factories(module: cst.Module, values: Optional[ModuleValues] = None) -> List[Factory]:
+    """The module's mask factories (``values``: its abstract values, built here when not given)."""
     out = []
     for fn in iter_nodes(module, cst.FunctionDef):
         params = param_names(fn)
@@ -113,7 +109,8 @@ def find_factories(module: cst.Module) -> List[Factory]:
         ret = _returned_triple(fn)
         if ret is None:
             continue
-        f = _by_contract(fn, params[0], params[1], ret, methods_of.get(id(fn), {}), funcs)
+        values = _values_of(module, values)
+        f = _by_contract(values, fn, params[0], params[1], ret)
         if f is not None:
             out.append(f)
     return out
@@ -130,15 +127,14 @@ def _triple_site(node: cst.Assign) -> bool:
             and all(isinstance(el, cst.Element) for el in value.elements))
 
 
-def inline_factories(module: cst.Module) -> List[Factory]:
+def inline_factories(module: cst.Module, values: Optional[ModuleValues] = None) -> List[Factory]:
     """Masks built in place by the factory contract and bound to three names at once, as a
     factory's body written out at its call leaves them: ``a, b, c = (x, y, z)``.  The source is
     the one parameter the first mask is built from, the target the one the second adds."""
     sites = [n for n in iter_nodes(module, cst.Assign) if _triple_site(n)]
     if not sites:
         return []
-    funcs = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
-    methods_of = _methods_of(module)
+    values = _values_of(module, values)
     wanted = {id(n) for n in sites}
     out = []
     for fn in iter_nodes(module, cst.FunctionDef):
@@ -151,7 +147,7 @@ def inline_factories(module: cst.Module) -> List[Factory]:
             second = second - first
             if len(first) != 1 or len(second) != 1:
                 continue
-            f = _by_contract(fn, first.pop(), second.pop(), node.value, methods_of.get(id(fn), {}), funcs, node)
+            f = _by_contract(values, fn, first.pop(), second.pop(), node.value, node)
             if f is not None:
                 out.append(f)
     return out
@@ -161,7 +157,7 @@ def inline_factories(module: cst.Module) -> List[Factory]:
 # fixes inside the factory
 
 
-def _values(flow: Flow, expr: cst.BaseExpression, seen=None) -> List[cst.BaseExpression]:
+def _values(flow: Interpreter, expr: cst.BaseExpression, seen=None) -> List[cst.BaseExpression]:
     seen = set() if seen is None else seen
     out = [expr]
     for name in names_in(expr):
@@ -176,7 +172,7 @@ def target_to_source(f: Factory) -> List[cst.Name]:
     """The ``tar`` arguments that the third mask is built from (to become ``inp``)."""
     hits = []
     third = f.ret.elements[2].value
-    for value in _values(f.flow, third):
+    for value in _values(f.values, third):
         if value is not third and isinstance(value, cst.Name) and value.value == f.tgt:
             hits.append(value)  # ``seq = tar``: an alias the mask is built from
             continue
@@ -224,7 +220,7 @@ def _aliases_source(f: Factory, name: cst.Name) -> bool:
         if name.value in seen:
             return False
         seen.add(name.value)
-        values, is_param = f.flow.scope.reaching(name.value, name)
+        values, is_param = f.values.scope.reaching(name.value, name)
         if is_param or len(values) != 1 or not isinstance(values[0], cst.Name):
             return False
         name = values[0]
@@ -246,8 +242,8 @@ def _combine_op(funcs: Dict[str, cst.FunctionDef], expr: cst.CSTNode) -> Optiona
 def source_padding(f: Factory) -> Optional[SourcePadding]:
     """The source padding of the first slot: a helper called on the source (``pad(inp)``), else
     the computation written out (``tf.cast(tf.math.equal(ids, 0), ...)`` with ``ids = inp``)."""
-    funcs = f.flow.module_funcs
-    for value in _values(f.flow, f.ret.elements[0].value):
+    funcs = f.funcs
+    for value in _values(f.values, f.ret.elements[0].value):
         for call in iter_nodes(value, cst.Call):
             args = positional_args(call)
             if (isinstance(call.func, cst.Name) and call.func.value in funcs
@@ -257,11 +253,11 @@ def source_padding(f: Factory) -> Optional[SourcePadding]:
                     return SourcePadding(call, [args[0].value], op)
     expr = f.ret.elements[0].value
     while isinstance(expr, cst.Name):  # the padding's own computation, through the names bound to it
-        values, is_param = f.flow.scope.reaching(expr.value, expr)
+        values, is_param = f.values.scope.reaching(expr.value, expr)
         if is_param or len(values) != 1 or isinstance(values[0], (Element, cst.FunctionDef, cst.ClassDef)):
             return None
         expr = values[0]
-    local = set(f.flow.scope.assigns) | f.flow.scope.params
+    local = set(f.values.scope.assigns) | f.values.scope.params
     skip = {id(c.func) for c in iter_nodes(expr, cst.Call)} | {id(a.attr) for a in iter_nodes(expr, cst.Attribute)}
     reads = [n for n in iter_nodes(expr, cst.Name) if id(n) not in skip and n.value in local]
     if not reads or not all(_aliases_source(f, n) for n in reads):

@@ -21,10 +21,11 @@ from .analysis import (
     CallSite,
     DecoderClass,
     ModuleFacts,
+    decoder_side,
     expansion_side,
-    Flow,
     int_index,
 )
+from .flow.values import Interpreter
 from .syntax import is_none, iter_nodes, keyword_arg, last_name, names_in, positional_args
 from .submodels import (
     OTHER_INPUT_METHODS,
@@ -125,7 +126,7 @@ def free_name(wanted: str, taken: Set[str]) -> str:
 # the layer
 
 
-def _mask_expansion(dec: DecoderClass, flow: Flow, style: Style, facts: ModuleFacts, new_name: str) -> str:
+def _mask_expansion(dec: DecoderClass, flow: Interpreter, style: Style, facts: ModuleFacts, new_name: str) -> str:
     """How this file spreads a padding mask over keys, applied to ``new_name`` (code of a [B, S] mask).
 
     Reuses the expression that spread the decoder mask (``tf.cast(mask[:,
@@ -192,7 +193,7 @@ def key_mask_expression(facts: ModuleFacts, style: Style, new_name: str) -> str:
     return f"{new_name}[:, None, :]"
 
 
-def _all_assigned_values(flow: Flow, expr: cst.BaseExpression, seen=None) -> List[cst.BaseExpression]:
+def _all_assigned_values(flow: Interpreter, expr: cst.BaseExpression, seen=None) -> List[cst.BaseExpression]:
     """``expr`` and every value assigned to a local it reads, transitively."""
     seen = set() if seen is None else seen
     out = [expr]
@@ -239,7 +240,7 @@ def plan_layer(dec: DecoderClass, facts: ModuleFacts, style: Style, edits: Edits
     Keras gives it for the encoder's item instead: ``mask[1]`` holds it already.
     """
     fn = dec.call
-    flow = dec.flow
+    flow = dec.values
     taken = names_in(fn) | set(dec.params)
     cross_name = free_name("cross_attention_mask", taken)
     given = None if called else keras_encoder_mask(dec)
@@ -252,7 +253,7 @@ def plan_layer(dec: DecoderClass, facts: ModuleFacts, style: Style, edits: Edits
     _retarget_self_attention(dec, flow, style, edits)
 
 
-def _retarget_self_attention(dec: DecoderClass, flow: Flow, style: Style, edits: Edits) -> None:
+def _retarget_self_attention(dec: DecoderClass, flow: Interpreter, style: Style, edits: Edits) -> None:
     """Point self-attention at the combined padding+causal mask the bug misplaced.
 
     Only done when the shape is the familiar one (the combined variable is
@@ -266,14 +267,14 @@ def _retarget_self_attention(dec: DecoderClass, flow: Flow, style: Style, edits:
     causal = sa.mask_arg.value
     if not isinstance(causal, cst.Name) or causal.value == cross.value:
         return
-    causal_labels = flow.labels(causal)
+    causal_labels = decoder_side(flow.value(causal))
     if CAUSAL not in causal_labels or DEC_MASK in causal_labels:
         return
     combined = cross.value
     values = flow.scope.assigns.get(combined, [])
     if not any(causal.value in names_in(v) for v in values):
         return
-    if not any(DEC_MASK in flow.labels(v) for v in values):
+    if not any(DEC_MASK in decoder_side(flow.value(v)) for v in values):
         return
     mask = dec.mask_param
     fallback = cst.Name(causal.value)

@@ -61,7 +61,7 @@ _HIDING = re.compile(
     r"|\b1(?:\.0*)?\s*-\s*[\w(]|logical_not|~\s*[\w(]|triu|-\s*\d[\d_]*\.?\d*[eE]\+?\d|-\s*\d[\d_]{3}|inf\b",
     re.M,
 )
-# Calls that make a mask causal by name (analysis._CAUSAL_CALLS and _ORDER_CALLS).
+# Calls that make a mask causal (the transfer functions of flow.values for triangles and ranges).
 _CAUSAL_NAMES = {"band_part", "tril", "triu", "greater_equal", "greater", "less_equal", "less"}
 _ORDER_OPS = (ast.Gt, ast.GtE, ast.Lt, ast.LtE)
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)

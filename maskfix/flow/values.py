@@ -43,8 +43,15 @@ def padding(seq: str) -> str:
     return f"padding:{seq}"
 
 
+def rows(seq: str) -> str:
+    """The kind of a padding mask over ``seq`` spread along the query axis only (``m[:, :, None]``):
+    it hides the rows of padded queries, never a key."""
+    return f"rows:{seq}"
+
+
 # forms
 BOOL, BINARY, ADDITIVE, IDS, RANGE, DATA = "bool", "binary", "additive", "ids", "range", "data"
+LAYER = "layer"  # the layer object itself (``self``, or ``self`` handed to a helper as ``layer``)
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,9 @@ class MaskValue:
     rank: Optional[int] = None
     axes: Optional[Tuple[str, ...]] = None  # per axis: "batch", SOURCE, TARGET, "one", UNKNOWN, "row", "col"
     seq: str = UNKNOWN  # for token ids: the sequence they hold
+    items: Optional[Tuple["MaskValue", ...]] = None  # a list of values, one per item (``mask[1]``)
+    layer: Optional[str] = None  # for LAYER: the class it is an instance of
+    deps: FrozenSet[str] = frozenset()  # the sequences (SOURCE, TARGET) the value is computed from
 
     @property
     def is_mask(self) -> bool:
@@ -93,8 +103,34 @@ def join(values: Iterable[MaskValue]) -> MaskValue:
             rank=out.rank if out.rank == v.rank else None,
             axes=out.axes if out.axes == v.axes else None,
             seq=out.seq if out.seq == v.seq else UNKNOWN,
+            items=out.items if out.items == v.items else None,
+            layer=out.layer if out.layer == v.layer else None,
+            deps=out.deps | v.deps,
         )
     return out
+
+
+def taint(values: Iterable[MaskValue]) -> MaskValue:
+    """What an operation the analysis cannot see into makes of ``values``: unknown, but still made
+    of what they were made of (provenance survives; polarity, form and shape do not)."""
+    kinds, deps = set(), set()
+    for v in values:
+        kinds |= v.kinds
+        deps |= v.deps
+    if not kinds - {OPAQUE} and not deps:
+        return TOP
+    return MaskValue(frozenset(kinds | {OPAQUE}), deps=frozenset(deps))
+
+
+def depends_on(v: MaskValue, seq: str) -> bool:
+    """Whether ``v`` is computed from ``seq`` (SOURCE or TARGET): its data, or its padding."""
+    return seq in v.deps or padding(seq) in v.kinds or rows(seq) in v.kinds
+
+
+def query_side(v: MaskValue) -> MaskValue:
+    """``v`` spread along the query axis: its padding kinds hide rows, not keys."""
+    kinds = frozenset(rows(k.split(":", 1)[1]) if k.startswith("padding:") else k for k in v.kinds)
+    return replace(v, kinds=kinds)
 
 
 def combine(a: MaskValue, b: MaskValue, conjunction: bool) -> MaskValue:
@@ -104,9 +140,9 @@ def combine(a: MaskValue, b: MaskValue, conjunction: bool) -> MaskValue:
     ``maximum`` of masked masks both hide what either hides.
     """
     if not a.is_mask and not b.is_mask:
-        return TOP if (a.opaque or b.opaque) else NOTHING
+        return taint([a, b]) if (a.opaque or b.opaque) else NOTHING
     if not a.is_mask or not b.is_mask:
-        return TOP
+        return taint([a, b])
     kinds = (a.kinds | b.kinds) - ({ONES} if (a.kinds | b.kinds) != {ONES} else set())
     form = a.form if a.form == b.form else (BINARY if {a.form, b.form} <= {BOOL, BINARY} else DATA)
     rank = max(a.rank, b.rank) if a.rank is not None and b.rank is not None else None
@@ -116,7 +152,7 @@ def combine(a: MaskValue, b: MaskValue, conjunction: bool) -> MaskValue:
         pol = b.polarity
     elif ONES in b.kinds and b.kinds == {ONES}:
         pol = a.polarity
-    return MaskValue(frozenset(kinds), pol, form, rank, None)
+    return MaskValue(frozenset(kinds), pol, form, rank, None, deps=a.deps | b.deps)
 
 
 # --------------------------------------------------------------------------
@@ -183,6 +219,30 @@ def _dtype_is_bool(node: Optional[cst.CSTNode]) -> bool:
     return last_name(node) in ("bool", "bool_")
 
 
+def _slice_shape(node: cst.Subscript) -> List[str]:
+    """Per item of the subscript: ``:`` (a slice), ``new`` (a new axis), ``...``, or ``i``."""
+    shape: List[str] = []
+    for el in node.slice:
+        sl = el.slice
+        if isinstance(sl, cst.Slice):
+            shape.append(":")
+        elif isinstance(sl, cst.Index) and _is_new_axis(sl.value):
+            shape.append("new")
+        elif isinstance(sl, cst.Index) and isinstance(sl.value, cst.Ellipsis):
+            shape.append("...")
+        else:
+            shape.append("i")
+    return shape
+
+
+def _item_index(node: cst.Subscript) -> Optional[int]:
+    """``i`` for ``x[i]`` with a literal integer ``i`` (negative too)."""
+    if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
+        return None
+    n = _number(node.slice[0].slice.value)
+    return int(n) if n is not None and n == int(n) else None
+
+
 Function = Union[cst.FunctionDef, cst.Lambda]
 
 
@@ -191,8 +251,10 @@ class Interpreter:
 
     def __init__(self, program: "ModuleValues", fn: Function, cls: Optional[cst.ClassDef],
                  params: Dict[str, MaskValue], depth: int = 0,
-                 outer: Optional[Tuple["Interpreter", cst.CSTNode]] = None):
+                 outer: Optional[Tuple["Interpreter", cst.CSTNode]] = None,
+                 inputs: Optional[Dict[str, MaskValue]] = None):
         self.program = program
+        self.inputs = inputs or {}  # a functional builder's ``keras.Input`` names and what they hold
         self.outer = outer  # a closure's enclosing function, read where the closure is called
         self.fn = fn
         self.cls = cls
@@ -218,6 +280,8 @@ class Interpreter:
             found.append(outer.name(name, where))
         if is_param:
             found.append(self.params.get(name, TOP))
+        elif not values and not found and name == "self":
+            found.append(self._self_value(name))
         for value in values:
             if isinstance(value, Element):
                 found.append(self.element(value))
@@ -225,12 +289,22 @@ class Interpreter:
                 found.append(TOP)
             elif _is_loop_iter(value, name, self.fn):
                 found.append(TOP)
+            elif name in self.inputs and isinstance(value, cst.Call) and last_name(value.func) == "Input":
+                found.append(self.inputs[name])
             else:
                 found.append(self.value(value))
         self._active.discard(key)
         out = join(found) if found else TOP
         self._memo[key] = out
         return out
+
+    def _self_value(self, name: str) -> MaskValue:
+        """``self`` in a method: the layer, whose methods a helper handed it may call."""
+        fn = self.fn
+        if (self.cls is not None and isinstance(fn, cst.FunctionDef) and fn.params.params
+                and fn.params.params[0].name.value == name):
+            return MaskValue(form=LAYER, layer=self.cls.name.value)
+        return TOP
 
     def element(self, el: Element) -> MaskValue:
         """Item ``el.index`` of an unpacked value: a helper's returned tuple is read item by item."""
@@ -241,7 +315,10 @@ class Interpreter:
                 return items
         if isinstance(value, (cst.Tuple, cst.List)) and el.index < len(value.elements):
             return self.value(value.elements[el.index].value)
-        return TOP
+        whole = self.value(value)
+        if whole.items is not None and el.index < len(whole.items):
+            return whole.items[el.index]
+        return taint([whole])
 
     # -- expressions
 
@@ -259,11 +336,12 @@ class Interpreter:
             if attr in ("shape", "dtype"):
                 return NOTHING
             if attr == "_keras_mask":
-                return MaskValue(frozenset([padding(self.value(node.value).seq)]), ATTEND, BOOL, 2,
-                                 ("batch", self.value(node.value).seq))
+                held = self.value(node.value)
+                return MaskValue(frozenset([padding(held.seq)]), ATTEND, BOOL, 2, ("batch", held.seq),
+                                 deps=held.deps)
             if isinstance(node.value, cst.Name) and node.value.value == "self":
                 return self.program.attribute(self.cls, attr, self.depth)
-            return TOP
+            return taint([self.value(node.value)])
         if isinstance(node, cst.Call):
             return self._call(node)
         if isinstance(node, cst.UnaryOperation):
@@ -272,7 +350,7 @@ class Interpreter:
                 return replace(inner.inverted(), form=BOOL)
             if isinstance(node.operator, cst.Minus) and _number(node) is not None:
                 return NOTHING
-            return TOP if inner.is_mask or inner.opaque else inner
+            return taint([inner]) if inner.is_mask or inner.opaque else inner
         if isinstance(node, cst.BinaryOperation):
             return self._binary(node)
         if isinstance(node, cst.Comparison):
@@ -280,24 +358,24 @@ class Interpreter:
         if isinstance(node, cst.IfExp):
             return join([self.value(node.body), self.value(node.orelse)])
         if isinstance(node, (cst.Tuple, cst.List)):
-            return TOP
+            return taint(self.value(el.value) for el in node.elements)
         return TOP
 
     def _subscript(self, node: cst.Subscript) -> MaskValue:
         base = self.value(node.value)
+        if base.items is not None:
+            index = _item_index(node)
+            if index is not None and -len(base.items) <= index < len(base.items):
+                return base.items[index]
+        shape = _slice_shape(node)
+        if shape in ([":", ":", "new"], ["...", "new"]):
+            base = query_side(base)
         if not (base.is_mask or base.form in (IDS, RANGE)):
             return base
-        shape: List[str] = []
-        for el in node.slice:
-            sl = el.slice
-            if isinstance(sl, cst.Slice):
-                shape.append(":")
-            elif isinstance(sl, cst.Index) and _is_new_axis(sl.value):
-                shape.append("new")
-            elif isinstance(sl, cst.Index) and isinstance(sl.value, cst.Ellipsis):
-                shape.append("...")
-            else:
-                shape.append("i")
+        return self._reshaped(base, shape)
+
+    def _reshaped(self, base: MaskValue, shape: List[str]) -> MaskValue:
+        """``base`` indexed by a slice of ``shape`` (``:``, ``new``, ``...``, ``i`` per item)."""
         if "new" not in shape and "i" not in shape:
             return base  # a slice keeps the rank
         if "..." in shape:
@@ -330,7 +408,10 @@ class Interpreter:
             inner = self.value(right)
             if one == 1.0 and inner.is_mask:
                 return replace(inner.inverted(), form=BINARY)
-            return TOP if (inner.is_mask or self.value(left).is_mask) else join([self.value(left), inner])
+            left_value = self.value(left)
+            if inner.is_mask or left_value.is_mask:
+                return taint([left_value, inner])
+            return join([left_value, inner])
         if isinstance(op, cst.Multiply):
             for a, b in ((left, right), (right, left)):
                 if _large_negative(b):
@@ -343,11 +424,11 @@ class Interpreter:
             return replace(combine(self.value(left), self.value(right), False), form=BOOL)
         if isinstance(op, cst.Add):
             return combine(self.value(left), self.value(right), False)
-        return TOP
+        return taint([self.value(left), self.value(right)])
 
     def _comparison(self, node: cst.Comparison) -> MaskValue:
         if len(node.comparisons) != 1:
-            return TOP
+            return taint([self.value(node.left)] + [self.value(c.comparator) for c in node.comparisons])
         c = node.comparisons[0]
         sym = {cst.Equal: "==", cst.NotEqual: "!=", cst.GreaterThan: ">", cst.GreaterThanEqual: ">=",
                cst.LessThan: "<", cst.LessThanEqual: "<="}.get(type(c.operator))
@@ -367,16 +448,16 @@ class Interpreter:
                     return replace(a.inverted(), form=BOOL)
                 if sym in ("!=", ">") and rnum == 0 or sym == "==" and rnum == 1:
                     return replace(a, form=BOOL)
-                return TOP
+                return taint([a])
             if a.opaque or a.form in (IDS, DATA):  # token ids against the pad id
                 seq = a.seq
                 axes = a.axes if a.form == IDS else None
                 rank = a.rank if a.form == IDS else None
                 kinds = frozenset([padding(seq)])
                 if sym == "==":
-                    return MaskValue(kinds, MASKED, BOOL, rank, axes, seq)
+                    return MaskValue(kinds, MASKED, BOOL, rank, axes, seq, deps=a.deps)
                 if sym == "!=" or (sym == ">" and rnum == 0):
-                    return MaskValue(kinds, ATTEND, BOOL, rank, axes, seq)
+                    return MaskValue(kinds, ATTEND, BOOL, rank, axes, seq, deps=a.deps)
             return TOP
         b = self.value(right)
         if a.form == RANGE and b.form == RANGE and sym in _FLIP:
@@ -388,7 +469,7 @@ class Interpreter:
                 return MaskValue(frozenset([CAUSAL]), None, BOOL, 2)
             pol = ATTEND if row_op in (">=", ">") else MASKED
             return MaskValue(frozenset([CAUSAL]), pol, BOOL, 2, (TARGET, TARGET))
-        return TOP
+        return taint([a, b])
 
     def _call(self, call: cst.Call) -> MaskValue:
         fname = last_name(call.func)
@@ -409,6 +490,10 @@ class Interpreter:
         if fname == "expand_dims" and args:
             v = self.value(args[0])
             axis = _int_arg(call, 1, "axis")
+            if axis is not None and axis != 1:
+                v = query_side(v)  # a new last axis: ``[B, T]`` becomes ``[B, T, 1]``
+            if not (v.is_mask or v.form in (IDS, RANGE)):
+                return v
             if v.rank is not None and axis is not None and v.axes is not None:
                 axes = list(v.axes)
                 where = int(axis) if axis >= 0 else len(axes) + 1 + int(axis)
@@ -452,20 +537,26 @@ class Interpreter:
                 return replace(cond, form=ADDITIVE)
             return TOP
         if fname == "compute_mask":
-            return MaskValue(frozenset([padding(UNKNOWN)]), ATTEND, BOOL, 2, ("batch", UNKNOWN))
+            deps = frozenset().union(*(self.value(a.value).deps for a in call.args))
+            return MaskValue(frozenset([padding(UNKNOWN)]), ATTEND, BOOL, 2, ("batch", UNKNOWN), deps=deps)
         if fname == "Input":
             return MaskValue(frozenset(), None, IDS, None, None, UNKNOWN)
         helped = self.program.call_helper(self, call)
         if helped is not None:
             return helped
-        return TOP
+        # an operation not modelled here: what it returns is still made of its inputs
+        inputs = [self.value(a.value) for a in call.args]
+        if isinstance(call.func, cst.Attribute) and last_name(call.func.value) is None:
+            inputs.append(self.value(call.func.value))  # a method of a computed value: ``(m > 0).float()``
+        return taint(inputs)
 
     def _triangle(self, arg: cst.BaseExpression, pol: Optional[str]) -> MaskValue:
         base = self.value(arg)
         kinds = {CAUSAL} | (set(base.kinds) - {ONES, OPAQUE} if base.is_mask else set())
         if base.is_mask and base.polarity not in (None, ATTEND) and base.kinds != {ONES}:
             pol = None
-        return MaskValue(frozenset(kinds), pol, BINARY if base.form != BOOL else BOOL, 2, (TARGET, TARGET))
+        return MaskValue(frozenset(kinds), pol, BINARY if base.form != BOOL else BOOL, 2, (TARGET, TARGET),
+                         deps=base.deps)
 
 
 def _defined_in(helper: Function, fn: Function) -> bool:
@@ -548,6 +639,16 @@ class ModuleValues:
                     params: Optional[Dict[str, MaskValue]] = None) -> Interpreter:
         return Interpreter(self, fn, cls, self.parameters(fn, cls, depth) if params is None else params, depth)
 
+    def decoder_interpreter(self, fn: cst.FunctionDef, cls: Optional[cst.ClassDef], dec: str, enc: str,
+                            mask: Optional[str]) -> Interpreter:
+        """An interpreter of a decoder's ``call`` (or functional builder), from what it is given:
+        ``dec`` over the target, ``enc`` over the source, ``mask`` filled by Keras from the
+        decoder's input (see ``decoder_inputs``); any other input is unknown."""
+        given = decoder_inputs(dec, enc, mask)
+        params = set(param_names(fn))
+        return Interpreter(self, fn, cls, {n: v for n, v in given.items() if n in params},
+                           inputs={n: v for n, v in given.items() if n not in params})
+
     def attention_calls(self, fn: cst.FunctionDef, cls: Optional[cst.ClassDef]) -> List[Tuple[str, AttentionCall]]:
         """``(layer class name, call)`` for each attention applied in ``fn``."""
         attrs = attention_attributes(cls, self.attentions) if cls is not None else {}
@@ -606,6 +707,10 @@ class ModuleValues:
             cls, program = self.classes.get(func.value.value), self
             if cls is None:
                 cls, program = self._foreign(func.value.value, cst.ClassDef) or (None, self)
+            if cls is None:  # ``layer.f(...)`` with the layer handed over
+                held = it.value(func.value)
+                if held.form == LAYER and held.layer in self.classes:
+                    cls = self.classes[held.layer]
             method = self.methods(cls).get(func.attr.value) if cls is not None else None
             return [(method, cls, program)] if method is not None else []
         if not isinstance(func, cst.Name):
@@ -786,6 +891,39 @@ class ModuleValues:
         return out
 
 
+TARGET_DATA = MaskValue(seq=TARGET, deps=frozenset([TARGET]))  # the decoder's input (embeddings or ids)
+SOURCE_DATA = MaskValue(seq=SOURCE, deps=frozenset([SOURCE]))  # the encoder's output (or the source ids)
+
+
+def keras_padding(seq: str) -> MaskValue:
+    """The ``[B, T]`` boolean mask Keras attaches to a padded sequence (``mask_zero=True``)."""
+    return MaskValue(frozenset([padding(seq)]), ATTEND, BOOL, 2, ("batch", seq), deps=frozenset([seq]))
+
+
+def decoder_inputs(dec: str, enc: str, mask: Optional[str]) -> Dict[str, MaskValue]:
+    """What a decoder starts from, by name: ``dec`` and ``enc`` are parameters or items of a
+    list parameter (``inputs[0]``); ``mask`` is the parameter Keras fills with the mask of the
+    decoder's input (one mask per item when the decoder takes one list input)."""
+    data: Dict[str, Dict[int, MaskValue]] = {}
+    pads: Dict[int, MaskValue] = {}
+    out: Dict[str, MaskValue] = {}
+    for name, value, seq in ((dec, TARGET_DATA, TARGET), (enc, SOURCE_DATA, SOURCE)):
+        if "[" in name:
+            base, index = name.split("[")[0], int(name[name.index("[") + 1:-1])
+            data.setdefault(base, {})[index] = value
+            pads[index] = keras_padding(seq)
+        else:
+            out[name] = value
+    for base, items in data.items():
+        out[base] = MaskValue(items=tuple(items.get(i, NOTHING) for i in range(max(items) + 1)))
+    if mask is not None:
+        if "[" not in dec:
+            out[mask] = keras_padding(TARGET)
+        elif len(data) == 1 and len(pads) == 2:
+            out[mask] = MaskValue(items=tuple(pads.get(i, NOTHING) for i in range(max(pads) + 1)))
+    return out
+
+
 def own_attention(module: cst.Module) -> bool:
     """Whether the module's ``MultiHeadAttention`` is its own implementation (the 2019 TensorFlow
     tutorial's, reading 1 as masked), defined here or imported from outside Keras, rather than
@@ -848,5 +986,6 @@ __all__ = [
     "ATTEND", "MASKED", "SOURCE", "TARGET", "UNKNOWN", "CAUSAL", "ONES", "OPAQUE",
     "BOOL", "BINARY", "ADDITIVE", "IDS", "RANGE", "DATA",
     "MaskValue", "TOP", "NOTHING", "join", "combine", "padding", "Interpreter", "ModuleValues",
-    "Site", "module_values", "same_expression", "is_self_attention",
+    "Site", "module_values", "same_expression", "is_self_attention", "rows", "taint", "query_side",
+    "decoder_inputs", "keras_padding", "depends_on", "TARGET_DATA", "SOURCE_DATA",
 ]

@@ -57,9 +57,14 @@ class Context:
     others: Sequence[Tuple[str, cst.Module, Set[str]]] = ()
     symbols: Optional[Symbols] = None  # the run's classes and functions, as each source sees them
     peers: Dict[str, "Context"] = field(default_factory=dict)  # every source's context, by key
+    values_of: Optional[Callable[[str], Optional[ModuleValues]]] = None  # the run's values, by source key
 
     def values(self) -> ModuleValues:
         """The abstract mask values of this source, followed into the run's other sources."""
+        if self.values_of is not None:
+            found = self.values_of(self.key)
+            if found is not None:
+                return found
         return module_values(self.module, self.facts.dialect.runtime, self.attentions, self.key, self.symbols,
                              lambda key: self.peers[key].values() if key in self.peers else None)
 
