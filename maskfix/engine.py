@@ -359,7 +359,9 @@ class _View:
     def __init__(self, u: _Unit):
         # only the statements holding reported nodes are laid out: linear in the file's size
         self.pos = LazyPositions(u.module, u.hidden.tree if u.hidden else None)
-        self.lines = limits.LINE_END.split(u.original or u.source)  # LibCST's line breaks, not str.splitlines's
+        text = u.original or u.source
+        self.lines = limits.LINE_END.split(text)  # LibCST's line breaks, not str.splitlines's
+        self.noqa = "noqa" in text.lower()  # without one, nothing is suppressed: no position is needed
 
     def where(self, node):
         start = self.pos[node].start
@@ -371,6 +373,8 @@ class _View:
         A compound statement (``class``, ``def``, ``if``) counts by its first line only,
         so a ``# noqa`` inside a class body does not silence the whole class.
         """
+        if not self.noqa:
+            return False
         for n in nodes:
             span = self.pos[n]
             first = span.start.line

@@ -274,6 +274,7 @@ class FileTimer:
         self.seconds = FILE_SECONDS if seconds is None else seconds
         self._lock = threading.Lock()
         self._current: Optional[Tuple[int, float]] = None  # (thread id, deadline)
+        self._sent: Optional[int] = None  # the thread OutOfTime was sent to, until it is withdrawn
         self._stop = threading.Event()
         self._watcher: Optional[threading.Thread] = None
 
@@ -291,7 +292,9 @@ class FileTimer:
         finally:
             with self._lock:
                 self._current = None
-                _raise_in(tid, None)  # withdraw an exception sent but not yet raised
+                if self._sent == tid:  # withdraw an exception sent but not yet raised
+                    self._sent = None
+                    _raise_in(tid, None)
 
     def close(self) -> None:
         self._stop.set()
@@ -300,7 +303,8 @@ class FileTimer:
         while not self._stop.wait(0.05):
             with self._lock:
                 if self._current is not None and time.monotonic() > self._current[1]:
-                    _raise_in(self._current[0], OutOfTime)
+                    self._sent = self._current[0]
+                    _raise_in(self._sent, OutOfTime)
                     self._current = None
 
     def reason(self) -> str:
@@ -308,7 +312,7 @@ class FileTimer:
 
 
 def _raise_in(thread_id: int, exc: Optional[type]) -> None:
-    import ctypes  # costs a few milliseconds at start-up, and most runs never need it
+    import ctypes  # costs a few milliseconds at start-up, and only a file out of time needs it
 
     ctypes.pythonapi.PyThreadState_SetAsyncExc(
         ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None)

@@ -46,3 +46,23 @@ def test_lazy_positions_match_the_whole_module(name, source):
             assert lazy[node] == expected, (name, type(node).__name__)
     finally:
         forget_trees()
+
+
+def test_a_source_without_noqa_lays_out_only_the_statements_it_reports(monkeypatch):
+    """Whether a ``# noqa`` suppresses a problem is asked of every candidate; without one in the
+    file the answer needs no position, and only the reported statements are laid out."""
+    from maskfix import engine
+
+    source = (Path(__file__).parent.parent / "examples" / "translation_keras3.py").read_text(encoding="utf-8")
+    laid = []
+    lay_out = LazyPositions._lay_out
+    monkeypatch.setattr(LazyPositions, "_lay_out", lambda self, i: laid.append(i) or lay_out(self, i))
+    findings = engine.check_source(source)
+    assert findings
+    top = ast.parse(source).body
+    reported = {next(i for i, s in enumerate(top) if s.lineno <= f.line <= s.end_lineno) for f in findings}
+    assert sorted(laid) == sorted(reported)
+
+    laid.clear()  # with a ``# noqa`` anywhere, the candidates' statements are read too
+    assert engine.check_source(source + "# noqa: MF999\n") == findings
+    assert set(laid) > reported
