@@ -15,8 +15,10 @@ import libcst as cst
 
 from . import limits, slicing
 from .outcome import Finding, Outcome
-from .analysis import DecoderClass, ModuleFacts, analyze_module, find_call_sites, module_dialect, suppressed
-from .factories import Factory, find_factories, inline_factories
+from .dialect import module_dialect
+from .flow.decoders import DecoderClass, ModuleFacts, analyze_module, find_call_sites
+from .noqa import suppressed
+from .flow.factories import Factory, find_factories, inline_factories
 from .flow.attention import Attentions, Signature, find_wrappers
 from .flow.values import ModuleValues
 from .positions import LazyPositions

@@ -13,9 +13,9 @@ from typing import Dict, List, Optional, Set, Tuple
 
 import libcst as cst
 
-from .analysis import DecoderClass, ModuleFacts, roots
+from .flow.decoders import DecoderClass, ModuleFacts
 from .flow.attention import KERAS_MHA, Attentions, attention_attributes, attention_calls, find_wrappers
-from .flow.reaching import Scope, param_names
+from .flow.reaching import Scope, param_names, roots
 from .rewrite import NEW_PARAM, Edits, Style, add_encoder_mask_param, free_name, key_mask_expression
 from .syntax import instance_key, iter_nodes, keyword_arg, last_name, names_in, positional_args, self_attr
 from .trace import layer_instances

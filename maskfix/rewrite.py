@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 import libcst as cst
 
 from . import layout
-from .analysis import (
+from .flow.decoders import (
     CAUSAL,
     DEC_MASK,
     CallSite,
@@ -23,8 +23,8 @@ from .analysis import (
     ModuleFacts,
     decoder_side,
     expansion_side,
-    int_index,
 )
+from .flow.reaching import int_index
 from .flow.values import Interpreter
 from .syntax import is_none, iter_nodes, keyword_arg, last_name, names_in, positional_args
 from .submodels import (

@@ -7,7 +7,7 @@ when it has the shape some finding needs; each test below is a necessary
 condition of the matching analysis, loosened wherever mirroring it exactly
 would be fragile:
 
-- a decoder (MF001-MF003, analysis.analyze_module): a class that stores a
+- a decoder (MF001-MF003, flow.decoders.analyze_module): a class that stores a
   ``MultiHeadAttention(...)`` in ``self.X`` (or ``self.X[i]``) and has a method
   with two or more parameters that calls ``self.X`` with a query, a value, and
   a mask (``attention_mask=``, a 4th positional) or ``use_causal_mask=``;
@@ -24,10 +24,10 @@ would be fragile:
 - a cross-attention that relies on implicit masks inside a decoder sub-model (MF012,
   implicit.implicit_decoders): the same class shape with a query and a different value but no
   mask, in a source that also builds a model from ``Input``s;
-- a lazy embedding mask (MF007, analysis._lazy_mask): a ``compute_mask``
+- a lazy embedding mask (MF007, flow.decoders.LazyMask): a ``compute_mask``
   method with ``if <mask> is None:`` directly in its body and a ``return``
   that uses its first parameter;
-- a mask factory (MF004-MF006, factories.find_factories): a function of two
+- a mask factory (MF004-MF006, flow.factories.find_factories): a function of two
   parameters that returns a 3-tuple whose first item can depend on the first
   parameter and whose second item can carry a causal
   label: following local bindings from it reaches an order comparison, a call
@@ -228,7 +228,7 @@ def _role(call: ast.Call) -> str:
 
 
 def _functional_decoder_shape(fn, polar: bool = False) -> bool:
-    """A builder of a functional decoder (analysis._functional_inputs): ``Input``s and an
+    """A builder of a functional decoder (flow.decoders): ``Input``s and an
     attention applied with a query, a different value and a mask."""
     nodes = list(ast.walk(fn))
     if not any(isinstance(n, ast.Call) and _last_name(n.func) == "Input" for n in nodes):
@@ -304,7 +304,7 @@ def _factory_shape(fn, helpers) -> bool:
         return False
     returns = [n.value for n in _statements(fn.body, into_definitions=False)
                if isinstance(n, ast.Return) and n.value is not None]
-    # factories.find_factories: exactly one value returned, a 3-tuple (or a name bound to one)
+    # flow.factories.find_factories: exactly one value returned, a 3-tuple (or a name bound to one)
     if len(returns) != 1 or not isinstance(returns[0], (ast.Tuple, ast.Name)):
         return False
     if isinstance(returns[0], ast.Tuple) and len(returns[0].elts) != 3:
@@ -353,15 +353,16 @@ def _bindings(nodes) -> Dict[str, List[ast.AST]]:
 
 
 def _direct_origin(n) -> bool:
-    """Where analysis.Flow adds the causal label by itself (a superset of it)."""
+    """Where the abstract values (flow.values) make a mask causal by themselves: an order comparison
+    (of two ranges) or a triangle (a superset of both)."""
     if isinstance(n, ast.Compare):
         return any(isinstance(op, _ORDER_OPS) for op in n.ops)
     return isinstance(n, ast.Call) and _last_name(n.func) in _CAUSAL_NAMES
 
 
 def causal_helpers(tree: ast.Module) -> Set[str]:
-    """Names of functions, at any depth, that hold a direct causal origin (analysis._builds_causal)
-    or call such a function (analysis.Flow follows what a helper returns)."""
+    """Names of functions, at any depth, that hold a direct causal origin or call such a function
+    (the abstract values follow what a helper returns)."""
     calls: Dict[str, Set[str]] = {}
     found: Set[str] = set()
     for d in _definitions(tree.body):

@@ -6,7 +6,7 @@ import ast
 import libcst as cst
 
 from maskfix import engine
-from maskfix.factories import inline_factories
+from maskfix.flow.factories import inline_factories
 
 MODEL = '''import tensorflow as tf
 

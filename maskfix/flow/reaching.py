@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
+from typing import Dict, FrozenSet, List, Optional, Sequence, Set, Tuple, Union
 
 import libcst as cst
 
-from ..syntax import iter_nodes, span
+from ..syntax import iter_nodes, last_name, span
 
 PARAMETER = -1  # the binding of a parameter (or of a name the caller fills)
 
@@ -246,3 +246,66 @@ def scope_of(fn: Union[cst.FunctionDef, cst.Lambda]) -> Scope:
 
 def forget_scopes() -> None:
     _SCOPES.clear()
+
+
+def precedes(a: cst.CSTNode, b: cst.CSTNode) -> bool:
+    """Whether ``a`` ends before ``b`` starts in source order (True if unknown)."""
+    sa, sb = span(a), span(b)
+    if sa is None or sb is None:
+        return True
+    return sa[1] <= sb[0]
+
+
+def int_index(node: cst.Subscript) -> Optional[int]:
+    """``i`` for ``x[i]`` with a literal integer ``i``."""
+    if len(node.slice) == 1 and isinstance(node.slice[0].slice, cst.Index):
+        value = node.slice[0].slice.value
+        if isinstance(value, cst.Integer):
+            return int(value.value)
+    return None
+
+
+def roots(node, scope: Scope, seen: Optional[Set[object]] = None) -> Set[str]:
+    """Parameters of the function that an expression's value depends on, along the bindings
+    that reach it (so in ``x = x + attn(x, enc)`` the query is the earlier ``x``) on the first
+    pass through a loop.  An item of a list parameter is a root of its own: ``inputs[1]``."""
+    if node is None:
+        return set()
+    seen = set() if seen is None else seen
+    if isinstance(node, Element):
+        inner = roots(node.value, scope, seen)
+        if isinstance(node.value, cst.Name) and inner == {node.value.value}:
+            return {f"{node.value.value}[{node.index}]"}
+        return inner
+    items: Dict[int, int] = {}  # id(name) -> i, for ``name[i]``
+    for sub in iter_nodes(node, cst.Subscript):
+        i = int_index(sub)
+        if i is not None and isinstance(sub.value, cst.Name):
+            items[id(sub.value)] = i
+    # configuration is not data: ``Layer(units)(x)`` depends on ``x``, ``Input(shape=(n,))`` on nothing
+    config: Set[int] = set()
+    for call in iter_nodes(node, cst.Call):
+        if isinstance(call.func, cst.Call):
+            config |= {id(n) for n in iter_nodes(call.func, cst.Name)}
+        elif last_name(call.func) == "Input":
+            config |= {id(n) for a in call.args for n in iter_nodes(a, cst.Name)}
+    out: Set[str] = set()
+    for name in iter_nodes(node, cst.Name):
+        if id(name) in config:
+            continue
+        key = scope.binding_key(name.value, name)
+        values, is_param = scope.reaching(name.value, name)
+        if is_param and id(name) in items:
+            out.add(f"{name.value}[{items[id(name)]}]")
+            continue
+        if key in seen:
+            continue
+        seen.add(key)
+        # a binding made later in a loop is left out: what the first pass reads decides
+        values = [v for v in values if precedes(v.value if isinstance(v, Element) else v, name)]
+        if is_param or (values and name.value in scope.inputs):
+            out.add(name.value)
+        for value in values:
+            if not isinstance(value, (cst.FunctionDef, cst.ClassDef)):
+                out |= roots(value, scope, seen)
+    return out

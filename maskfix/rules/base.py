@@ -12,8 +12,10 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tupl
 
 import libcst as cst
 
-from ..analysis import CallSite, DecoderClass, ModuleFacts
-from ..factories import Factory, LayerClass, layer_classes
+from ..flow.decoders import CallSite, DecoderClass, ModuleFacts
+from ..flow.factories import Factory, LayerClass, layer_classes
+from ..flow.hops import Hop, Route, swapped_hops
+from ..flow.paths import PathCall, divergent_paths
 from ..flow.attention import Signature
 from ..flow.values import ModuleValues, module_values
 from ..rewrite import Edits, Style
@@ -58,6 +60,7 @@ class Context:
     symbols: Optional[Symbols] = None  # the run's classes and functions, as each source sees them
     peers: Dict[str, "Context"] = field(default_factory=dict)  # every source's context, by key
     values_of: Optional[Callable[[str], Optional[ModuleValues]]] = None  # the run's values, by source key
+    computed: Dict[str, object] = field(default_factory=dict, repr=False)
 
     def values(self) -> ModuleValues:
         """The abstract mask values of this source, followed into the run's other sources."""
@@ -70,7 +73,22 @@ class Context:
 
     def layer_classes(self) -> Dict[str, LayerClass]:
         """The layer classes this source can use: its own and those it imports from the run."""
-        return layer_classes(self.module, self.symbols, self.key)
+        return self._once("layer_classes", lambda: layer_classes(self.module, self.symbols, self.key))
+
+    def swapped_hops(self) -> List[Tuple[Route, Hop]]:
+        """The hops where the factories' two decoder masks exchange places on their way down."""
+        return self._once("hops", lambda: swapped_hops(self.module, self.visible_factories, self.layer_classes()))
+
+    def divergent_paths(self) -> List[Tuple[PathCall, PathCall]]:
+        """``(wrong, right)`` calls of one decoder that build its cross-attention mask differently."""
+        return self._once("paths", lambda: divergent_paths(self.module, self.visible_factories or self.factories,
+                                                           self.layer_classes()))
+
+    def _once(self, what: str, compute: Callable[[], object]):
+        # each fact of the analysis is computed once per source, whichever rules ask for it
+        if what not in self.computed:
+            self.computed[what] = compute()
+        return self.computed[what]
 
 
 # keys of the fixable, unsuppressed problems of each code, run-wide

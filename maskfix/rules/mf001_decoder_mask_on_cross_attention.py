@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from ..analysis import CAUSAL, DEC_MASK, DecoderClass
+from ..flow.decoders import CAUSAL, DEC_MASK, DecoderClass
 from ..rewrite import CallSitePlanner, Edits, Style, plan_layer
 from .base import Context, Flagged, Problem, Rule
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..analysis import DecoderClass
+from ..flow.decoders import DecoderClass
 from ..rewrite import Edits, Style
 from .base import Context, Problem, Rule
 from .mf001_decoder_mask_on_cross_attention import blocker, where_in

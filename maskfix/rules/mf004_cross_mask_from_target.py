@@ -6,7 +6,7 @@ from typing import Iterable
 
 import libcst as cst
 
-from ..factories import Factory, target_to_source
+from ..flow.factories import Factory, target_to_source
 from ..rewrite import Edits, Style, replace_names
 from .base import Context, Problem, Rule
 

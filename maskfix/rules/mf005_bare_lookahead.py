@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..factories import Factory, SourcePadding, source_padding
+from ..flow.factories import Factory, SourcePadding, source_padding
 from ..rewrite import Edits, Style
 from .base import Context, Problem, Rule
 from .mf004_cross_mask_from_target import CORRECT_FACTORY

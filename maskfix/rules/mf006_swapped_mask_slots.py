@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..factories import SwappedCall, find_swapped_calls
-from ..mask_hops import swapped_hops
+from ..flow.factories import SwappedCall, find_swapped_calls
 from ..rewrite import Edits, Style, swap_values
 from .base import Context, Problem, Rule
 from .mf004_cross_mask_from_target import CORRECT_FACTORY
@@ -69,7 +68,7 @@ After:
             return
         # a call whose masks are exchanged further down, not at the call, is MF010's
         classes = ctx.layer_classes()
-        inner = {id(route.start.call) for route, hop in swapped_hops(ctx.module, ctx.visible_factories, classes)
+        inner = {id(route.start.call) for route, hop in ctx.swapped_hops()
                  if hop is not route.hops[0]}
         for s in find_swapped_calls(ctx.module, ctx.visible_factories, classes):
             if id(s.call) not in inner:

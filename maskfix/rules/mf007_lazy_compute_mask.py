@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..analysis import LazyMask
+from ..flow.decoders import LazyMask
 from ..rewrite import Edits, Style, plan_eager_mask
 from .base import Context, Problem, Rule
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable, Set
 
-from ..mask_hops import Hop, Route, swapped_hops
+from ..flow.hops import Hop, Route
 from ..rewrite import Edits, Style, swap_values
 from .base import Context, Problem, Rule
 from .mf004_cross_mask_from_target import CORRECT_FACTORY
@@ -81,7 +81,7 @@ After:
         if not ctx.visible_factories:
             return
         seen: Set[int] = set()
-        for route, hop in swapped_hops(ctx.module, ctx.visible_factories, ctx.layer_classes()):
+        for route, hop in ctx.swapped_hops():
             if hop is route.hops[0] or id(hop.args[0]) in seen:
                 continue  # the call itself exchanges them: MF006
             seen.add(id(hop.args[0]))

@@ -6,7 +6,7 @@ from typing import Iterable
 
 import libcst as cst
 
-from ..mask_paths import PathCall, divergent_paths
+from ..flow.paths import PathCall
 from ..rewrite import Edits, Style, replace_names
 from .base import Context, Problem, Rule
 
@@ -88,7 +88,7 @@ After:
     )
 
     def check(self, ctx: Context) -> Iterable[Problem]:
-        for wrong, right in divergent_paths(ctx.module, ctx.visible_factories or ctx.factories, ctx.layer_classes()):
+        for wrong, right in ctx.divergent_paths():
             node = wrong.arg.value if wrong.arg is not None else wrong.call
             fix = _fix(wrong) if wrong.kind == "target" and wrong.to_replace else None
             yield Problem(self.code, node, message(wrong, right), fix, key=id(node), anchors=(wrong.call,))

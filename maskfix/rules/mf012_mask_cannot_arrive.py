@@ -6,7 +6,7 @@ from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 import libcst as cst
 
-from ..analysis import DecoderClass, find_call_sites
+from ..flow.decoders import DecoderClass, find_call_sites
 from ..implicit import implicit_decoders, padded_ids, plan_implicit_layer
 from ..rewrite import CallSitePlanner, Edits, Style
 from .base import Context, Flagged, Problem, Rule

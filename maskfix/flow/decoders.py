@@ -15,14 +15,12 @@ thread an encoder padding mask through.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import libcst as cst
 
-from .syntax import (
-    dotted,
+from ..syntax import (
     instance_key,
     is_none,
     iter_calls,
@@ -33,9 +31,8 @@ from .syntax import (
     names_in,
     positional_args,
     self_attr,
-    span,
 )
-from .flow.attention import (
+from .attention import (
     AttentionCall,
     Attentions,
     Signature,
@@ -43,86 +40,14 @@ from .flow.attention import (
     attention_calls,
     bind_attention_args,
 )
-from .flow.reaching import Element, Scope, forget_scopes, param_names, scope_of
-from .flow.values import CAUSAL, TARGET, Interpreter, MaskValue, ModuleValues, padding
-from .trace import index_bodies
+from .reaching import Scope, forget_scopes, param_names, roots, scope_of
+from .values import CAUSAL, TARGET, Interpreter, MaskValue, ModuleValues, padding
+from ..dialect import Dialect, module_dialect
+from ..trace import index_bodies
 
 # What of the decoder's side a cross-attention's mask is made of (``decoder_side``).
 DEC_MASK = "dec-mask"  # the decoder padding mask, spread over the key axis
 # CAUSAL (a causal mask over the decoder steps) is the abstract values' own kind.
-
-
-# --------------------------------------------------------------------------
-# module facts: imports and dialect
-
-
-@dataclass
-class Dialect:
-    """How a module spells tensor ops, so that new code reads like the old."""
-
-    runtime: str = "keras3"  # "keras3" or "tf.keras"
-    tf: Optional[str] = None  # alias bound to tensorflow
-    ops: Optional[str] = None  # alias bound to keras.ops
-    keras: Optional[str] = None  # alias bound to keras (Keras 3)
-    numpy: Optional[str] = None
-
-    def not_equal(self, tokens: str, pad: int) -> str:
-        if self.runtime == "keras3" and self.ops:
-            return f"{self.ops}.not_equal({tokens}, {pad})"
-        if self.runtime == "keras3" and self.keras:
-            return f"{self.keras}.ops.not_equal({tokens}, {pad})"
-        if self.tf:
-            return f"{self.tf}.math.not_equal({tokens}, {pad})"
-        if self.ops:
-            return f"{self.ops}.not_equal({tokens}, {pad})"
-        return f"{tokens} != {pad}"
-
-
-def module_dialect(module: cst.Module) -> Dialect:
-    d = Dialect()
-    tf_keras = False
-    keras3 = False
-    for node in iter_nodes(module, (cst.Import, cst.ImportFrom)):
-        if isinstance(node, cst.Import):
-            for alias in node.names:
-                full = dotted(alias.name) or ""
-                bound = alias.asname.name.value if alias.asname else full.split(".")[0]
-                if full == "tensorflow":
-                    d.tf = bound
-                elif full in ("tensorflow.keras", "tf_keras") or full.startswith("tf_keras."):
-                    tf_keras = True
-                elif full == "keras.ops" and alias.asname:
-                    d.ops, keras3 = bound, True
-                elif full == "keras" or full.startswith("keras."):
-                    keras3 = True
-                    if full == "keras":
-                        d.keras = bound
-                elif full == "numpy":
-                    d.numpy = bound
-        else:
-            mod = dotted(node.module) if node.module else ""
-            mod = mod or ""
-            # keras._tf_keras is Keras 3's tf.keras surface, not the legacy package
-            if mod.startswith("tensorflow") or mod.startswith("tf_keras"):
-                tf_keras = True
-            elif mod == "keras" or mod.startswith("keras."):
-                keras3 = True
-            if isinstance(node.names, cst.ImportStar):
-                continue
-            for alias in node.names:
-                name = dotted(alias.name) or ""
-                bound = alias.asname.name.value if alias.asname else name
-                if mod == "keras" and name == "ops":
-                    d.ops = bound
-                elif mod == "tensorflow" and name == "keras":
-                    tf_keras = True
-    if tf_keras and not (keras3 and (d.ops or d.keras)):
-        d.runtime = "tf.keras"
-    elif keras3:
-        d.runtime = "keras3"
-    elif d.tf:
-        d.runtime = "tf.keras"
-    return d
 
 
 # --------------------------------------------------------------------------
@@ -203,69 +128,6 @@ def expansion_side(node: cst.Subscript) -> Optional[str]:
     if shape in ([":", "new", ":"], [":", "new"]):
         return "key"
     return None
-
-
-def _precedes(a: cst.CSTNode, b: cst.CSTNode) -> bool:
-    """Whether ``a`` ends before ``b`` starts in source order (True if unknown)."""
-    sa, sb = span(a), span(b)
-    if sa is None or sb is None:
-        return True
-    return sa[1] <= sb[0]
-
-
-def int_index(node: cst.Subscript) -> Optional[int]:
-    """``i`` for ``x[i]`` with a literal integer ``i``."""
-    if len(node.slice) == 1 and isinstance(node.slice[0].slice, cst.Index):
-        value = node.slice[0].slice.value
-        if isinstance(value, cst.Integer):
-            return int(value.value)
-    return None
-
-
-def roots(node, scope: Scope, seen: Optional[Set[object]] = None) -> Set[str]:
-    """Parameters of the function that an expression's value depends on, along the bindings
-    that reach it (so in ``x = x + attn(x, enc)`` the query is the earlier ``x``) on the first
-    pass through a loop.  An item of a list parameter is a root of its own: ``inputs[1]``."""
-    if node is None:
-        return set()
-    seen = set() if seen is None else seen
-    if isinstance(node, Element):
-        inner = roots(node.value, scope, seen)
-        if isinstance(node.value, cst.Name) and inner == {node.value.value}:
-            return {f"{node.value.value}[{node.index}]"}
-        return inner
-    items: Dict[int, int] = {}  # id(name) -> i, for ``name[i]``
-    for sub in iter_nodes(node, cst.Subscript):
-        i = int_index(sub)
-        if i is not None and isinstance(sub.value, cst.Name):
-            items[id(sub.value)] = i
-    # configuration is not data: ``Layer(units)(x)`` depends on ``x``, ``Input(shape=(n,))`` on nothing
-    config: Set[int] = set()
-    for call in iter_nodes(node, cst.Call):
-        if isinstance(call.func, cst.Call):
-            config |= {id(n) for n in iter_nodes(call.func, cst.Name)}
-        elif last_name(call.func) == "Input":
-            config |= {id(n) for a in call.args for n in iter_nodes(a, cst.Name)}
-    out: Set[str] = set()
-    for name in iter_nodes(node, cst.Name):
-        if id(name) in config:
-            continue
-        key = scope.binding_key(name.value, name)
-        values, is_param = scope.reaching(name.value, name)
-        if is_param and id(name) in items:
-            out.add(f"{name.value}[{items[id(name)]}]")
-            continue
-        if key in seen:
-            continue
-        seen.add(key)
-        # a binding made later in a loop is left out: what the first pass reads decides
-        values = [v for v in values if _precedes(v.value if isinstance(v, Element) else v, name)]
-        if is_param or (values and name.value in scope.inputs):
-            out.add(name.value)
-        for value in values:
-            if not isinstance(value, (cst.FunctionDef, cst.ClassDef)):
-                out |= roots(value, scope, seen)
-    return out
 
 
 def _same(a: Optional[cst.CSTNode], b: Optional[cst.CSTNode]) -> bool:
@@ -677,17 +539,3 @@ def find_call_sites(module: cst.Module, decoders: Sequence[DecoderClass]) -> Lis
             has_mask_kwarg=keyword_arg(call, "encoder_padding_mask") is not None,
         ))
     return sites
-
-
-_SUPPRESS = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*))?", re.I)
-
-
-def suppressed(line_text: str, code: str) -> bool:
-    """``# noqa`` or ``# noqa: MF001`` on the line."""
-    m = _SUPPRESS.search(line_text)
-    if not m:
-        return False
-    codes = m.group("codes")
-    if not codes:
-        return True
-    return code.upper() in {c.upper() for c in re.split(r"[,\s]+", codes) if c}

@@ -19,12 +19,12 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import libcst as cst
 
-from .analysis import module_dialect, roots
-from .flow.attention import KERAS_MHA, Attentions, keras_signature, loop_layers
-from .flow.reaching import Element, Scope, param_names, scope_of
-from .flow.values import SOURCE, TARGET, Interpreter, ModuleValues, depends_on
-from .symbols import Symbols
-from .syntax import (
+from .attention import KERAS_MHA, Attentions, keras_signature, loop_layers
+from .reaching import Element, Scope, param_names, roots, scope_of
+from .values import SOURCE, TARGET, Interpreter, ModuleValues, depends_on
+from ..dialect import module_dialect
+from ..symbols import Symbols
+from ..syntax import (
     instance_key,
     iter_calls,
     iter_nodes,

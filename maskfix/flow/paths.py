@@ -18,7 +18,6 @@ from typing import Dict, List, Optional, Set, Tuple
 
 import libcst as cst
 
-from .analysis import roots
 from .factories import (
     ROLES,
     Factory,
@@ -28,11 +27,11 @@ from .factories import (
     call_params,
     layer_classes,
 )
-from .flow.attention import loop_layers
-from .flow.reaching import Element, Scope, param_names
-from .syntax import (instance_key, is_none, iter_calls, iter_nodes, iter_own_nodes, last_name, names_in,
+from .attention import loop_layers
+from .reaching import Element, Scope, param_names, roots
+from ..syntax import (instance_key, is_none, iter_calls, iter_nodes, iter_own_nodes, last_name, names_in,
                      positional_args, self_attr)
-from .trace import Function, local_functions
+from ..trace import Function, local_functions
 
 
 @dataclass

@@ -17,7 +17,6 @@ from typing import Dict, List, Optional, Tuple
 
 import libcst as cst
 
-from .analysis import roots
 from .factories import (
     ROLES,
     Factory,
@@ -29,9 +28,9 @@ from .factories import (
     factory_mask_calls,
     layer_classes,
 )
-from .flow.attention import loop_layers
-from .flow.reaching import Scope
-from .syntax import iter_calls, positional_args, self_attr
+from .attention import loop_layers
+from .reaching import Scope, roots
+from ..syntax import iter_calls, positional_args, self_attr
 
 LOOK_AHEAD, CROSS = 1, 2  # factory slots of the two decoder masks
 
