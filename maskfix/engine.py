@@ -85,12 +85,13 @@ def _load(key: str, source: str, elsewhere: Callable[[], Set[str]] = set):
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as exc:
+        error, text = exc, source
         if source != whole:  # say where in the file as given, not in the sliced text
             try:
                 cst.parse_module(whole)
             except cst.ParserSyntaxError as exc_whole:
-                exc, source = exc_whole, whole
-        return Outcome(error=f"cannot parse: {_syntax_reason(exc, source)}")
+                error, text = exc_whole, whole
+        return Outcome(error=f"cannot parse: {_syntax_reason(error, text)}")
     except RecursionError:
         return Outcome(error="cannot parse: nesting too deep")
     try:

@@ -887,3 +887,13 @@ def _comma_after(node) -> Union[cst.Comma, cst.MaybeSentinel]:
 def apply(module: cst.Module, edits: Edits, text: Optional[str] = None) -> cst.Module:
     """``module`` with ``edits``; ``text`` is the whole file when ``module`` holds only part of it."""
     return module.visit(_Apply(edits, module, text)) if edits else module
+
+
+def plan_implicit_layer(dec: DecoderClass, keyword: str, facts: ModuleFacts, style: Style, edits: Edits) -> None:
+    """Give the layer ``encoder_padding_mask`` and its cross-attention the mask built from it."""
+    fn = dec.call
+    cross_name = free_name("cross_attention_mask", names_in(fn) | set(dec.params))
+    add_encoder_mask_param(dec, key_mask_expression(facts, style, NEW_PARAM), cross_name, style, edits)
+    edits.add_args.setdefault(id(dec.cross_attention.call), []).append(
+        cst.Arg(keyword=cst.Name(keyword), value=cst.Name(cross_name),
+                equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))))

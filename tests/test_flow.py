@@ -348,3 +348,59 @@ def test_an_attention_applied_by_a_helper_is_judged_at_the_call_of_the_helper():
     source = DECODER.format(body=textwrap.indent(textwrap.dedent(bad), " " * 8))
     fixed = engine.run({"d.py": source}, fix=True)["d.py"].new_source
     assert "return attend(self.cross_attention, x, enc, cross_attention_mask)" in fixed
+
+
+# A decoder is read from what Keras gives it: its input over the target, the encoder output over
+# the source, the mask of its first input. What the cross-attention's mask is made of decides.
+TARGET_SIDE = """
+import tensorflow as tf
+from tensorflow.keras import layers
+
+
+class Decoder(layers.Layer):
+    def __init__(self):
+        super().__init__()
+        self.self_attention = layers.MultiHeadAttention(2, 8)
+        self.cross_attention = layers.MultiHeadAttention(2, 8)
+
+    def call(self, tokens, enc):
+        h = self.self_attention(query=tokens, value=tokens, key=tokens, use_causal_mask=True)
+        keep = {mask}
+        return self.cross_attention(query=h, value=enc, key=enc, attention_mask=keep)
+"""
+
+
+def codes_of(source):
+    return [f.code for f in engine.check_source(source)]
+
+
+def test_padding_built_from_the_decoders_own_input_is_the_decoders_padding():
+    # the decoder's input ids (or the mask Keras attached to them) hide target positions
+    for mask in ("tf.cast(tf.math.not_equal(tokens, 0), 'int32')[:, tf.newaxis, :]",
+                 "tf.expand_dims(tokens._keras_mask, 1)",
+                 "tf.repeat(tf.math.not_equal(tokens, 0)[:, None, :], 2, axis=0)"):
+        assert codes_of(TARGET_SIDE.format(mask=mask)) == ["MF001"], mask
+
+
+def test_padding_of_the_encoders_input_or_of_the_query_rows_is_right():
+    for mask in ("tf.cast(tf.math.not_equal(enc, 0), 'int32')[:, tf.newaxis, :]",
+                 "tf.expand_dims(enc._keras_mask, 1)",
+                 "tf.math.not_equal(tokens, 0)[:, :, tf.newaxis]",
+                 "tf.expand_dims(tf.math.not_equal(tokens, 0), -1)"):
+        assert codes_of(TARGET_SIDE.format(mask=mask)) == [], mask
+
+
+def test_what_an_unmodelled_operation_returns_is_still_made_of_its_inputs():
+    # an op the interpreter does not know keeps the provenance of its inputs, not their polarity
+    masked = "tf.minimum(tf.math.not_equal(tokens, 0)[:, None, :], some_library.mystery(enc))"
+    assert codes_of(TARGET_SIDE.format(mask=masked)) == ["MF001"]
+    assert codes_of(TARGET_SIDE.format(mask="some_library.mystery(enc)")) == []
+
+
+def test_the_layer_handed_to_a_helper_runs_its_own_methods():
+    source = TARGET_SIDE.format(mask="causal_of(self, tokens)").replace(
+        "    def call(", "    def lower(self, x):\n"
+        "        n = tf.shape(x)[1]\n"
+        "        return tf.linalg.band_part(tf.ones((n, n)), -1, 0)[tf.newaxis]\n\n"
+        "    def call(") + "\n\ndef causal_of(layer, x):\n    return layer.lower(x)\n"
+    assert codes_of(source) == ["MF001"]

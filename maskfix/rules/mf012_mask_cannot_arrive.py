@@ -7,8 +7,8 @@ from typing import Dict, Iterable, List, Optional, Set, Tuple
 import libcst as cst
 
 from ..flow.decoders import DecoderClass, find_call_sites
-from ..implicit import implicit_decoders, padded_ids, plan_implicit_layer
-from ..rewrite import CallSitePlanner, Edits, Style
+from ..flow.implicit import implicit_decoders, padded_ids
+from ..rewrite import CallSitePlanner, Edits, Style, plan_implicit_layer
 from .base import Context, Flagged, Problem, Rule
 
 # Model methods that run on arrays: what they are given carries no Keras mask.

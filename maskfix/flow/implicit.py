@@ -3,8 +3,8 @@
 Such a layer passes no mask to its cross-attention: Keras masks the keys with the mask
 attached to the encoder outputs.  That mask exists in one functional model, but a decoder
 sub-model built from its own ``keras.Input`` for the encoder outputs starts with none there,
-so the cross-attention attends to source padding.  This module finds those layers; the
-rewrite gives them an ``encoder_padding_mask`` parameter as it does for MF001.
+so the cross-attention attends to source padding.  This module finds those layers;
+``rewrite.plan_implicit_layer`` gives them an ``encoder_padding_mask`` parameter as it does for MF001.
 """
 
 from __future__ import annotations
@@ -13,12 +13,11 @@ from typing import Dict, List, Optional, Set, Tuple
 
 import libcst as cst
 
-from .flow.decoders import DecoderClass, ModuleFacts
-from .flow.attention import KERAS_MHA, Attentions, attention_attributes, attention_calls, find_wrappers
-from .flow.reaching import Scope, param_names, roots
-from .rewrite import NEW_PARAM, Edits, Style, add_encoder_mask_param, free_name, key_mask_expression
-from .syntax import instance_key, iter_nodes, keyword_arg, last_name, names_in, positional_args, self_attr
-from .trace import layer_instances
+from .decoders import DecoderClass, ModuleFacts
+from .attention import KERAS_MHA, Attentions, attention_attributes, attention_calls, find_wrappers
+from .reaching import Scope, param_names, roots
+from ..syntax import instance_key, iter_nodes, keyword_arg, last_name, positional_args, self_attr
+from ..trace import layer_instances
 
 EXPLICIT_MASKS = ("attention_mask", "key_mask", "value_mask")
 
@@ -99,14 +98,4 @@ def padded_ids(module: cst.Module, facts: ModuleFacts, names: Set[str]) -> bool:
     return False
 
 
-def plan_implicit_layer(dec: DecoderClass, keyword: str, facts: ModuleFacts, style: Style, edits: Edits) -> None:
-    """Give the layer ``encoder_padding_mask`` and its cross-attention the mask built from it."""
-    fn = dec.call
-    cross_name = free_name("cross_attention_mask", names_in(fn) | set(dec.params))
-    add_encoder_mask_param(dec, key_mask_expression(facts, style, NEW_PARAM), cross_name, style, edits)
-    edits.add_args.setdefault(id(dec.cross_attention.call), []).append(
-        cst.Arg(keyword=cst.Name(keyword), value=cst.Name(cross_name),
-                equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))))
-
-
-__all__ = ["implicit_decoders", "padded_ids", "plan_implicit_layer", "EXPLICIT_MASKS"]
+__all__ = ["implicit_decoders", "padded_ids", "EXPLICIT_MASKS"]
