@@ -1068,11 +1068,10 @@ def _line_indent(stmt: cst.BaseStatement, node: cst.CSTNode, module: cst.Module)
     A call on a continuation line (inside a multi-line tuple, say) is wrapped relative to that
     line, as black does, not to the statement's first line.
     """
-    from libcst.metadata import MetadataWrapper, PositionProvider
+    from .positions import resolve_positions
 
     alone = module.with_changes(body=[stmt])
-    wrapper = MetadataWrapper(alone, unsafe_skip_copy=True)  # keeps node identity: ``node`` is found
-    line = wrapper.resolve(PositionProvider)[node].start.line
+    line = resolve_positions(alone)[node].start.line
     text = alone.code.splitlines()[line - 1]
     return text[:len(text) - len(text.lstrip())]
 

@@ -14,7 +14,6 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import libcst as cst
 
-from . import layout
 from .flow.decoders import (
     CAUSAL,
     DEC_MASK,
@@ -87,7 +86,12 @@ class Style:
     def __init__(self, module: cst.Module, text: Optional[str] = None):
         self.module = module
         self.text = text
-        doubles, singles = layout.quote_counts(text) if text is not None else _quote_counts(module)
+        if text is not None:
+            from .layout import quote_counts  # a rewrite's module only: ``check`` never lays code out
+
+            doubles, singles = quote_counts(text)
+        else:
+            doubles, singles = _quote_counts(module)
         self.quote = "'" if singles > doubles else '"'
         self.config = module.config_for_parsing
 
@@ -736,7 +740,9 @@ class _Apply(cst.CSTTransformer):
         self.e = edits
         self.module = module
         self.unit = module.default_indent
-        self.fitter = layout.Fitter(module, text)
+        from .layout import Fitter  # imported only when a rewrite applies edits
+
+        self.fitter = Fitter(module, text)
         self.indents: List[int] = [0]
         self.changed: Set[int] = set()  # ids of updated nodes the edits touched
         # ... kept alive, so that no node made later (LibCST rebuilds every parent) reuses an id of

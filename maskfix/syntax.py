@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple, TypeVar
+import operator
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Set, Tuple, TypeVar
 
 import libcst as cst
 
@@ -70,11 +71,18 @@ class _FieldOrder(cst.CSTVisitor):
             self.fields.append(attribute)
 
 
-# type -> (fields in LibCST's visiting order, fields that order has not seen visited)
-_ORDER: Dict[type, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {}
+class _Order(NamedTuple):
+    """How to read one node type's children: its child fields in LibCST's visiting order, and
+    the fields a visit of the instance it was learned from skipped."""
+
+    fields: Callable[[cst.CSTNode], tuple]  # the values of the child fields, as a tuple
+    unseen: Tuple[str, ...]
 
 
-def _learn_order(node: cst.CSTNode) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+_ORDER: Dict[type, _Order] = {}
+
+
+def _learn_order(node: cst.CSTNode) -> _Order:
     """The child fields of ``node``'s type in source order, as LibCST's own visit goes.
 
     Read once per type off a shallow visit of one instance.  A field such a visit skips for this
@@ -83,10 +91,22 @@ def _learn_order(node: cst.CSTNode) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
     """
     recorder = _FieldOrder(node)
     node._visit_and_replace_children(recorder)
-    seen = tuple(recorder.fields)
-    unseen = tuple(f.name for f in dataclasses.fields(node) if f.name not in recorder.fields)
-    _ORDER[type(node)] = seen, unseen
-    return seen, unseen
+    seen = recorder.fields
+    getter = operator.attrgetter(*seen) if len(seen) > 1 else (
+        (lambda n, name=seen[0]: (getattr(n, name),)) if seen else (lambda n: ()))
+    order = _ORDER[type(node)] = _Order(
+        getter, tuple(f.name for f in dataclasses.fields(node) if f.name not in seen))
+    return order
+
+
+_IS_NODE: Dict[type, bool] = {}  # LibCST's node classes are ABCs: isinstance() on them is slow
+
+
+def _is_node(value) -> bool:
+    hit = _IS_NODE.get(value.__class__)
+    if hit is None:
+        hit = _IS_NODE[value.__class__] = isinstance(value, cst.CSTNode)
+    return hit
 
 
 _KINDS: Dict[Tuple[type, object], bool] = {}
@@ -101,9 +121,9 @@ def _is_kind(t: type, kind) -> bool:
 
 
 def _holds_nodes(value) -> bool:
-    if isinstance(value, cst.CSTNode):
+    if _is_node(value):
         return True
-    return isinstance(value, (tuple, list)) and any(isinstance(v, cst.CSTNode) for v in value)
+    return isinstance(value, (tuple, list)) and any(_is_node(v) for v in value)
 
 
 class TreeIndex:
@@ -141,25 +161,25 @@ class TreeIndex:
         self.position[id(node)] = i
         nodes.append(node)
         end.append(0)
-        hits = self.by_type.get(type(node))
+        cls = node.__class__
+        hits = self.by_type.get(cls)
         if hits is None:
-            hits = self.by_type[type(node)] = []
+            hits = self.by_type[cls] = []
         hits.append(i)
-        order = _ORDER.get(type(node))
+        order = _ORDER.get(cls)
         if order is None:
             order = _learn_order(node)
-        fields, unseen = order
-        for name in unseen:
+        for name in order.unseen:
             if _holds_nodes(getattr(node, name)):
-                fields = _learn_order(node)[0]
+                order = _learn_order(node)
                 break
-        for name in fields:
-            value = getattr(node, name)
-            if isinstance(value, cst.CSTNode):
-                self._walk(value)
-            elif isinstance(value, (tuple, list)):
+        for value in order.fields(node):
+            kind = value.__class__
+            if kind is tuple or kind is list:
                 for child in value:
                     self._walk(child)
+            elif _is_node(value):  # None, a MaybeSentinel, a string are not
+                self._walk(value)
         end[i] = len(nodes)
 
     def span(self, node: cst.CSTNode) -> Optional[Tuple[int, int]]:

@@ -66,3 +66,19 @@ def test_a_source_without_noqa_lays_out_only_the_statements_it_reports(monkeypat
     laid.clear()  # with a ``# noqa`` anywhere, the candidates' statements are read too
     assert engine.check_source(source + "# noqa: MF999\n") == findings
     assert set(laid) > reported
+
+
+def test_positions_are_resolved_without_rebuilding_the_module(monkeypatch):
+    """LibCST's resolver visits the whole module after the positions, for batched providers that
+    are not there; the visit rebuilds every node.  ``resolve_positions`` skips it, same positions."""
+    from maskfix.positions import resolve_positions
+
+    source = (FIXTURES / "raw_mask" / "before.py").read_text(encoding="utf-8")
+    module = cst.parse_module(source)
+    expected = dict(MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider))
+
+    def visit(self, visitor):
+        raise AssertionError("the module was visited")
+
+    monkeypatch.setattr(cst.Module, "visit", visit)
+    assert dict(resolve_positions(module)) == expected
