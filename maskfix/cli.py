@@ -277,6 +277,7 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
     if (names or wanted) and others:
         # Files that only call a decoder class defined elsewhere, or define a class used there.
         needles = [n.encode() for n in names]
+        before = len(run.inputs)
         for path in others:
             candidate = wanted.may_define(path)
             if not needles and not candidate:
@@ -289,7 +290,8 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
                     run.inputs[_key(run, path)] = item
             except FileError as exc:
                 run.errors.append((path, str(exc)))
-        _analyse(run, fix, codes, progress, screens)
+        if len(run.inputs) > before:  # the same sources again would give the same outcomes
+            _analyse(run, fix, codes, progress, screens)
     progress.done()
     if screens is not None:
         screens.save()

@@ -41,6 +41,30 @@ def test_check_reports_path_line_col_code_and_exits_1(tree, capsys):
     assert "Found 1 problem (1 fixable" in err
 
 
+def test_the_engine_runs_again_only_for_files_the_first_run_made_worth_reading(tree, capsys, monkeypatch):
+    """The files the screen set aside are read once the parsed ones are known; the engine runs
+    again only when one of them is taken (here: one that calls the decoder of model.py)."""
+    from maskfix import engine
+
+    runs = []
+    real = engine.run
+
+    def counted(sources, *args, **kwargs):
+        runs.append(sorted(Path(k).name for k in sources))
+        return real(sources, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "run", counted)
+    code, out, err = run(["check", "--no-cache", str(tree)], capsys)
+    assert code == 1 and runs == [["model.py", "ok.py"]]  # plain.py, set aside, names no decoder
+
+    runs.clear()
+    (tree / "pkg" / "use.py").write_text(
+        "from pkg.model import TransformerDecoder\n\n\ndef decode(x, enc):\n"
+        "    return TransformerDecoder(16, 32, 2)(x, enc)\n")
+    code, out, err = run(["check", "--no-cache", str(tree)], capsys)
+    assert code == 1 and runs == [["model.py", "ok.py"], ["model.py", "ok.py", "use.py"]]
+
+
 def test_clean_tree_exits_0(tree, capsys):
     (tree / "pkg" / "model.py").unlink()
     code, out, err = run(["check", str(tree)], capsys)
