@@ -25,7 +25,6 @@ empty, and a cache that cannot be written is skipped silently.
 
 from __future__ import annotations
 
-import hashlib
 import marshal
 import os
 import time
@@ -47,7 +46,14 @@ def signature(st: os.stat_result) -> Signature:
 
 
 def digest(raw: bytes) -> bytes:
-    return hashlib.blake2b(raw, digest_size=16).digest()
+    return _blake2b(raw, digest_size=16).digest()
+
+
+def _blake2b(data: bytes, digest_size: int):
+    # hashlib loads OpenSSL's library (a few ms of a pre-commit run): imported when a cache is used
+    import hashlib
+
+    return hashlib.blake2b(data, digest_size=digest_size)
 
 
 def default_dir(root: Path) -> Path:
@@ -66,7 +72,7 @@ class ScreenCache:
 
     def __init__(self, folder: Path, settings: str):
         self.folder = folder
-        self.file = folder / f"screen-{hashlib.blake2b(f'{__version__}|{settings}'.encode(), digest_size=8).hexdigest()}"
+        self.file = folder / f"screen-{_blake2b(f'{__version__}|{settings}'.encode(), digest_size=8).hexdigest()}"
         self.paths: Dict[str, Tuple[Signature, str, Optional[bytes]]] = {}
         self.verdicts: Dict[bytes, str] = {}
         self.clean: Dict[bytes, bool] = {}  # digests of whole engine inputs that gave nothing at all

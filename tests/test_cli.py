@@ -207,6 +207,22 @@ def test_linting_does_not_import_keras_or_tensorflow(tree):
     assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_a_pre_commit_check_imports_nothing_it_does_not_use(tree):
+    """A check of a few files without the cache, one of them with a finding: no worker pool, no
+    hashing (OpenSSL), no ctypes (the file timer's only when a file runs out of time), no layout
+    of new code (a rewrite's)."""
+    code = (
+        "import sys\nfrom maskfix.cli import main\n"
+        f"main(['check', '--no-cache', '-q', '--exit-zero', {str(tree / 'pkg' / 'model.py')!r}, "
+        f"{str(tree / 'pkg' / 'plain.py')!r}])\n"
+        "print(sorted(m for m in ('multiprocessing', 'hashlib', 'ctypes', 'maskfix.layout', 'libcst') "
+        "if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "MF001" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "['libcst']"
+
+
 def test_config_extend_exclude_and_select(tree, capsys):
     shutil.copy(FIXTURES / "unresolved_call_site" / "before.py", tree / "pkg" / "manual.py")
     (tree / "pyproject.toml").write_text('[tool.maskfix]\nextend-exclude = ["model.py"]\nselect = ["MF002"]\n')
