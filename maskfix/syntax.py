@@ -120,6 +120,12 @@ def _is_kind(t: type, kind) -> bool:
     return hit
 
 
+def is_kind(node: cst.CSTNode, kind) -> bool:
+    """``isinstance(node, kind)``, asked once per class: LibCST's node classes are ABCs, whose
+    ``isinstance`` is a Python-level call, which a scan over every node of a module feels."""
+    return _is_kind(node.__class__, kind)
+
+
 def _holds_nodes(value) -> bool:
     if _is_node(value):
         return True

@@ -17,6 +17,7 @@ from .syntax import (
     derived,
     flattened,
     instance_key,
+    is_kind,
     iter_nodes,
     keyword_arg,
     last_name,
@@ -71,19 +72,20 @@ class BodyIndex:
         open_bodies: List[Tuple[int, Body]] = []  # (where its owner's subtree ends, body)
         statement: Optional[cst.SimpleStatementLine] = None
         statement_end = 0
-        for i, node in enumerate(nodes):
+        for i in index.of_kind((cst.Call, cst.Module, cst.FunctionDef, cst.SimpleStatementLine)):
+            node = nodes[i]
             while open_bodies and open_bodies[-1][0] <= i:
                 open_bodies.pop()
             if statement is not None and i >= statement_end:
                 statement = None
-            if isinstance(node, cst.Call):
+            if is_kind(node, cst.Call):
                 if statement is not None:
                     self.stmt_of[id(node)] = statement
-            elif isinstance(node, (cst.Module, cst.FunctionDef)):
+            elif is_kind(node, (cst.Module, cst.FunctionDef)):
                 body = Body(owner=node)
                 self.bodies.append(body)
                 open_bodies.append((ends[i], body))
-            elif isinstance(node, cst.SimpleStatementLine):
+            else:  # a simple statement line
                 body = open_bodies[-1][1]
                 body.position[id(node)] = len(body.statements)
                 body.statements.append(node)
@@ -225,21 +227,22 @@ class LocalFunctions:
         nodes, ends = index.nodes, index.end
         scopes: List[Tuple[int, cst.CSTNode]] = [(len(nodes), module)]  # (where it ends, scope)
         calls: List[cst.Call] = []
-        for i, node in enumerate(nodes):
+        for i in index.of_kind((cst.Call, cst.Assign, cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+            node = nodes[i]
             while scopes[-1][0] <= i:
                 scopes.pop()
             scope = scopes[-1][1]
-            if isinstance(node, cst.Call):
+            if is_kind(node, cst.Call):
                 self._scope_of[id(node)] = scope
                 calls.append(node)
-            elif isinstance(node, cst.Assign):
+            elif is_kind(node, cst.Assign):
                 if isinstance(node.value, cst.Lambda):
                     for t in node.targets:
                         if isinstance(t.target, cst.Name):
                             self._define(scope, t.target.value, node.value)
-            elif isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+            else:  # a function, class or lambda
                 self._scope_of[id(node)] = scope
-                if isinstance(node, cst.FunctionDef):
+                if is_kind(node, cst.FunctionDef):
                     self._define(scope, node.name.value, node)
                 scopes.append((ends[i], node))  # a class's methods are not names of the functions below
         for call in calls:
