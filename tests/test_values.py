@@ -38,6 +38,16 @@ def value_of(body: str, name: str = "m", runtime: str = "tf.keras", prelude: str
     ("m = tf.experimental.numpy.triu(tf.ones((n, n)), 1)", {CAUSAL}, MASKED, BINARY),
     ("i = tf.range(n)[:, None]\nj = tf.range(n)\nm = i >= j", {CAUSAL}, ATTEND, BOOL),
     ("i = tf.range(n)[:, None]\nj = tf.range(n)\nm = j > i", {CAUSAL}, MASKED, BOOL),
+    # numpy arrays filled row by row
+    ("m = np.zeros((n, n))\nfor i in range(n):\n    m[i, :i + 1] = 1", {CAUSAL}, ATTEND, BINARY),
+    ("m = np.ones((n, n))\nfor i in range(n):\n    m[i, i + 1:] = 0", {CAUSAL}, ATTEND, BINARY),
+    ("m = np.zeros((n, n))\nfor i in range(n):\n    m[i, i + 1:] = 1", {CAUSAL}, MASKED, BINARY),
+    ("m = np.zeros((n, n))\nfor i in range(n):\n    m[i, i + 1:] = -1e9", {CAUSAL}, MASKED, ADDITIVE),
+    ("m = np.zeros((n, n))\nfor i in range(n):\n    for j in range(n):\n        if j > i:\n"
+     "            m[i, j] = 1", {CAUSAL}, MASKED, BINARY),
+    ("m = np.full((n, n), -1e9)\nfor i in range(n):\n    for j in range(n):\n        if i >= j:\n"
+     "            m[i, j] = 0", {CAUSAL}, MASKED, ADDITIVE),
+    ("m = np.tri(n)", {CAUSAL}, ATTEND, BINARY),
     ("m = tf.ones((n, n))", {ONES}, ATTEND, BINARY),
     ("a = tf.cast(tf.math.equal(ids, 0), 'float32')\nc = 1 - tf.linalg.band_part(tf.ones((n, n)), -1, 0)\n"
      "m = tf.maximum(a[:, None, None, :], c)", {PAD, CAUSAL}, MASKED, BINARY),
@@ -120,3 +130,46 @@ class Stack(tf.keras.layers.Layer):
     assert params["look_ahead_mask"].polarity == MASKED and CAUSAL in params["look_ahead_mask"].kinds
     assert params["mask"].polarity == ATTEND  # filled by Keras: 1 marks tokens
     assert params["x"].opaque
+
+
+def test_a_row_written_whole_or_two_writes_are_not_read_as_causal():
+    for body in ("m = np.zeros((n, n))\nfor i in range(n):\n    m[i, :] = 1",
+                 "m = np.zeros((n, n))\nfor i in range(n):\n    m[i, :i + 1] = 1\n    m[i, i] = 0"):
+        assert CAUSAL not in value_of(body).kinds, body
+
+
+NUMPY_DECODER = """
+import numpy as np
+import tensorflow as tf
+from tensorflow.keras import layers
+
+
+def look_ahead(n):
+    m = np.zeros((n, n), dtype="float32")
+    for i in range(n):
+        m[i, {region}] = 1
+    return m
+
+
+class Decoder(layers.Layer):
+    def __init__(self):
+        super().__init__()
+        self.self_attention = layers.MultiHeadAttention(2, 8)
+        self.cross_attention = layers.MultiHeadAttention(2, 8)
+
+    def call(self, x, enc):
+        causal = look_ahead(12)
+        h = self.self_attention(query=x, value=x, key=x, attention_mask=causal)
+        return self.cross_attention(query=h, value=enc, key=enc, attention_mask={cross})
+"""
+
+
+def test_a_numpy_mask_filled_row_by_row_is_judged_like_any_other():
+    from maskfix import engine
+
+    def codes(region, cross):
+        return sorted({f.code for f in engine.check_source(NUMPY_DECODER.format(region=region, cross=cross))})
+
+    assert codes(":i + 1", "None") == []  # attend to the past: right for self-attention
+    assert codes(":i + 1", "causal") == ["MF001"]  # a causal mask over the source
+    assert codes("i + 1:", "None") == ["MF009"]  # 1 marks the future: Keras attends to exactly that

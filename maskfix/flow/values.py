@@ -164,6 +164,7 @@ _KEEP_VALUES = {"reshape", "tile", "broadcast_to", "repeat", "squeeze", "transpo
 _AND = {"minimum", "logical_and", "multiply"}
 _OR = {"maximum", "logical_or", "add"}
 _ONES = {"ones", "ones_like"}
+_FILLS = {"zeros": 0.0, "ones": 1.0, "zeros_like": 0.0, "ones_like": 1.0, "full": None, "full_like": None}
 _RANGES = {"range", "arange"}
 _ORDER = {"greater_equal": ">=", "greater": ">", "less_equal": "<=", "less": "<"}
 _FLIP = {">=": "<=", ">": "<", "<=": ">=", "<": ">"}
@@ -235,6 +236,53 @@ def _slice_shape(node: cst.Subscript) -> List[str]:
     return shape
 
 
+def _offset(expr: Optional[cst.BaseExpression], row: str) -> Optional[int]:
+    """``k`` for ``row + k`` (``row`` alone: 0, ``row - 1``: -1); None for anything else."""
+    if isinstance(expr, cst.Name) and expr.value == row:
+        return 0
+    if (isinstance(expr, cst.BinaryOperation) and isinstance(expr.left, cst.Name) and expr.left.value == row
+            and isinstance(expr.operator, (cst.Add, cst.Subtract)) and isinstance(expr.right, cst.Integer)):
+        k = int(expr.right.value)
+        return k if isinstance(expr.operator, cst.Add) else -k
+    return None
+
+
+def _row_region(target: cst.Subscript, write: cst.Assign, fn) -> Optional[str]:
+    """Which part of row ``i`` ``m[i, ...] = v`` writes: "future" (the columns after ``i``) or
+    "past" (the columns up to ``i``); None when it is neither or cannot be told."""
+    items = [el.slice for el in target.slice]
+    if len(items) != 2 or not isinstance(items[0], cst.Index) or not isinstance(items[0].value, cst.Name):
+        return None
+    row = items[0].value.value
+    col = items[1]
+    if isinstance(col, cst.Slice) and col.step is None:
+        if col.lower is None and col.upper is not None:  # ``m[i, :i + 1]``
+            k = _offset(col.upper, row)
+            return "past" if k is not None and k <= 1 else None
+        if col.upper is None and col.lower is not None:  # ``m[i, i + 1:]``
+            k = _offset(col.lower, row)
+            return "future" if k is not None and k >= 1 else None
+        return None
+    if isinstance(col, cst.Index) and isinstance(col.value, cst.Name):  # ``m[i, j]`` under ``if j > i``
+        column = col.value.value
+        for test in (n.test for n in iter_nodes(fn.body, cst.If) if write in list(iter_nodes(n.body, cst.Assign))):
+            if not (isinstance(test, cst.Comparison) and len(test.comparisons) == 1):
+                continue
+            left, op, right = test.left, test.comparisons[0].operator, test.comparisons[0].comparator
+            names = (last_name(left), last_name(right))
+            if names == (row, column):
+                op = {cst.GreaterThan: cst.LessThan, cst.LessThan: cst.GreaterThan, cst.GreaterThanEqual:
+                      cst.LessThanEqual, cst.LessThanEqual: cst.GreaterThanEqual}.get(type(op), type(None))()
+            elif names != (column, row):
+                continue
+            if isinstance(op, cst.GreaterThan):
+                return "future"
+            if isinstance(op, cst.LessThanEqual):
+                return "past"
+        return None
+    return None
+
+
 def _item_index(node: cst.Subscript) -> Optional[int]:
     """``i`` for ``x[i]`` with a literal integer ``i`` (negative too)."""
     if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
@@ -291,12 +339,50 @@ class Interpreter:
                 found.append(TOP)
             elif name in self.inputs and isinstance(value, cst.Call) and last_name(value.func) == "Input":
                 found.append(self.inputs[name])
+            elif isinstance(value, cst.Call) and last_name(value.func) in _FILLS and self._writes(name):
+                found.append(self._filled(name, value))
             else:
                 found.append(self.value(value))
         self._active.discard(key)
         out = join(found) if found else TOP
         self._memo[key] = out
         return out
+
+    def _writes(self, name: str) -> List[cst.Assign]:
+        """``name[...] = v`` statements of this function: an array filled by index assignment."""
+        if isinstance(self.fn, cst.Lambda):
+            return []
+        return [a for a in iter_nodes(self.fn.body, cst.Assign)
+                if len(a.targets) == 1 and isinstance(a.targets[0].target, cst.Subscript)
+                and isinstance(a.targets[0].target.value, cst.Name) and a.targets[0].target.value.value == name]
+
+    def _filled(self, name: str, created: cst.Call) -> MaskValue:
+        """An array made by ``zeros``/``ones``/``full`` whose rows are then written one by one
+        (``m[i, :i + 1] = 1``, ``m[i, i + 1:] = -1e9``, or ``m[i, j] = 0`` under ``if j > i``):
+        causal when the future and the past of each row end up holding different values."""
+        base = _FILLS[last_name(created.func)]
+        if base is None:
+            fill = _arg(created, 1, "fill_value")
+            base = _number(fill) if fill is not None else None
+        writes = self._writes(name)
+        if base is None or len(writes) != 1:
+            return TOP
+        write = writes[0]
+        region = _row_region(write.targets[0].target, write, self.fn)
+        value = _number(write.value)
+        if region is None or value is None:
+            return TOP
+        future = value if region == "future" else base
+        past = value if region == "past" else base
+        if future == past:
+            return TOP
+        if past == 1.0 and future == 0.0:
+            return MaskValue(frozenset([CAUSAL]), ATTEND, BINARY, 2, (TARGET, TARGET))
+        if past == 0.0 and future == 1.0:
+            return MaskValue(frozenset([CAUSAL]), MASKED, BINARY, 2, (TARGET, TARGET))
+        if past == 0.0 and future <= -1e3:
+            return MaskValue(frozenset([CAUSAL]), MASKED, ADDITIVE, 2, (TARGET, TARGET))
+        return MaskValue(frozenset([CAUSAL]), None, BINARY, 2, (TARGET, TARGET))
 
     def _self_value(self, name: str) -> MaskValue:
         """``self`` in a method: the layer, whose methods a helper handed it may call."""
@@ -524,6 +610,9 @@ class Interpreter:
             return self._triangle(args[0], pol)
         if fname == "tril" and args:
             return self._triangle(args[0], ATTEND)
+        if fname == "tri" and args:  # ``np.tri(n)``: ones on and below the diagonal
+            k = _int_arg(call, 2, "k")
+            return MaskValue(frozenset([CAUSAL]), ATTEND if not k or k <= 0 else None, BINARY, 2, (TARGET, TARGET))
         if fname == "triu" and args:
             k = _int_arg(call, 1, "k")
             if k is None:
