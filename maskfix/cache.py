@@ -2,7 +2,8 @@
 
 Most files of a tree cannot hold a finding, and the screen that says so
 (reading, the byte prefilter, sometimes ``ast``) is most of a run's cost.  The
-cache in ``.maskfix_cache/`` remembers, per maskfix version and settings:
+cache in ``.maskfix_cache/`` remembers, per maskfix version (and the state of its own
+source files, so that an edited or reinstalled checkout never reads old verdicts) and settings:
 
 - for each file path: its ``stat`` signature (size, mtime, ctime, inode) and
   its verdict (the file cannot hold a finding, or it must reach the engine);
@@ -56,6 +57,23 @@ def _blake2b(data: bytes, digest_size: int):
     return hashlib.blake2b(data, digest_size=digest_size)
 
 
+def code_stamp() -> str:
+    """What identifies the running maskfix beyond its version: the size and mtime of each of
+    its own modules (a few dozen ``stat`` calls)."""
+    root = os.path.dirname(os.path.abspath(__file__))
+    parts = []
+    for folder in (root, os.path.join(root, "flow"), os.path.join(root, "rules")):
+        try:
+            with os.scandir(folder) as entries:
+                for e in entries:
+                    if e.name.endswith(".py"):
+                        st = e.stat()
+                        parts.append(f"{e.path}:{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            continue
+    return _blake2b("|".join(sorted(parts)).encode(), digest_size=8).hexdigest()
+
+
 def default_dir(root: Path) -> Path:
     """``MASKFIX_CACHE_DIR``, else ``.maskfix_cache`` in ``root`` (the project's folder)."""
     env = os.environ.get("MASKFIX_CACHE_DIR")
@@ -72,7 +90,8 @@ class ScreenCache:
 
     def __init__(self, folder: Path, settings: str):
         self.folder = folder
-        self.file = folder / f"screen-{_blake2b(f'{__version__}|{settings}'.encode(), digest_size=8).hexdigest()}"
+        key = f"{__version__}|{code_stamp()}|{settings}"
+        self.file = folder / f"screen-{_blake2b(key.encode(), digest_size=8).hexdigest()}"
         self.paths: Dict[str, Tuple[Signature, str, Optional[bytes]]] = {}
         self.verdicts: Dict[bytes, str] = {}
         self.clean: Dict[bytes, bool] = {}  # digests of whole engine inputs that gave nothing at all

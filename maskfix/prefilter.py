@@ -8,7 +8,8 @@ is a function of two parameters that builds its look-ahead mask with a
 triangle op and returns three masks (or a name it binds them to): the returned
 tuple is read over the lines its brackets join, and its commas are counted
 outside brackets, so a function that merely calls something with three
-arguments does not pass.
+arguments does not pass; keras_hub's (or keras_nlp's) ``TransformerDecoder``
+given an ``encoder_padding_mask=`` or ``encoder_attention_mask=``.
 Notebooks keep their code in JSON strings, where line structure is escaped,
 so for them the words alone decide.  tests/test_prefilter.py checks that
 every fixture with a finding passes.  A file that fails is still analysed when
@@ -23,6 +24,9 @@ import re
 DECODER = b"MultiHeadAttention"
 LAZY = b"compute_mask"
 TRIANGLES = (b"band_part", b"tril(", b"triu(")
+HUB_DECODER = b"TransformerDecoder"
+HUB_PACKAGES = (b"keras_hub", b"keras_nlp")
+HUB_MASKS = (b"encoder_padding_mask", b"encoder_attention_mask")
 NEEDLES = (DECODER, LAZY, *TRIANGLES)
 _TRI = re.compile(rb"tri[lu]\(")  # one scan for two needles: bytes.find would scan twice
 
@@ -108,6 +112,8 @@ def _factory_like(raw: bytes) -> bool:
 def might_match(raw: bytes, notebook: bool = False) -> bool:
     """False only when no maskfix finding can exist in ``raw``."""
     if DECODER in raw and (_DECODER.search(raw) or (b"Input" in raw and _BUILT.search(raw))):
+        return True
+    if HUB_DECODER in raw and any(p in raw for p in HUB_PACKAGES) and any(m in raw for m in HUB_MASKS):
         return True
     if notebook:
         return any(n in raw for n in NEEDLES)

@@ -24,6 +24,9 @@ would be fragile:
 - a cross-attention that relies on implicit masks inside a decoder sub-model (MF012,
   implicit.implicit_decoders): the same class shape with a query and a different value but no
   mask, in a source that also builds a model from ``Input``s;
+- keras_hub's decoder given decoder-side masks (MF001, flow.decoders.hub_decoder_calls): a
+  call with an ``encoder_padding_mask=`` or ``encoder_attention_mask=`` keyword in a source that
+  names ``TransformerDecoder`` and keras_hub or keras_nlp;
 - a lazy embedding mask (MF007, flow.decoders.LazyMask): a ``compute_mask``
   method with ``if <mask> is None:`` directly in its body and a ``return``
   that uses its first parameter;
@@ -99,6 +102,8 @@ def _worth_parsing(source: str, keep_tree: bool) -> bool:
             cache.append(causal_helpers(tree))
         return cache[0]
 
+    if _hub_decoder_masks(source, tree):
+        return True
     for node in _definitions(tree.body):
         if isinstance(node, ast.ClassDef):
             if (_spans(node, mha) and _decoder_shape(node, mha, polar, submodel)) or \
@@ -112,6 +117,15 @@ def _worth_parsing(source: str, keep_tree: bool) -> bool:
     if keep_tree and needs_slicing(source):
         remember_tree(source, tree)
     return True
+
+
+_HUB_MASKS = {"encoder_padding_mask", "encoder_attention_mask"}
+
+
+def _hub_decoder_masks(source: str, tree: ast.Module) -> bool:
+    if "TransformerDecoder" not in source or ("keras_hub" not in source and "keras_nlp" not in source):
+        return False
+    return any(isinstance(n, ast.Call) and any(k.arg in _HUB_MASKS for k in n.keywords) for n in ast.walk(tree))
 
 
 def _lines_with(source: str, word: str) -> List[int]:

@@ -162,6 +162,21 @@ def test_settings_and_versions_have_their_own_cache(project, capsys, reads):
     assert len(list((project / "cache").glob("screen-*"))) == 2
 
 
+def test_an_edited_maskfix_does_not_read_the_old_verdicts(project, capsys, reads, monkeypatch):
+    from maskfix import cache
+
+    (project / "src" / "decoder.py").unlink()
+    check(project, capsys)
+    reads.clear()
+    check(project, capsys)
+    warm = len(reads)
+    monkeypatch.setattr(cache, "code_stamp", lambda: "an edited checkout")
+    reads.clear()
+    check(project, capsys)
+    assert len(reads) > warm  # read and screened again, under a cache of its own
+    assert len(list((project / "cache").glob("screen-*"))) == 2
+
+
 def test_the_default_cache_lives_in_the_project_and_ignores_itself(project, monkeypatch, capsys):
     monkeypatch.delenv("MASKFIX_CACHE_DIR", raising=False)
     (project / "pyproject.toml").write_text("[tool.maskfix]\n")

@@ -119,7 +119,7 @@ def test_only_edited_lines_change(variant):
         code, hash_, comment = line.partition("  #")
         if code.rstrip() + "," + hash_ + comment in after:
             continue  # the last item of a one-per-line list gained a comma
-        assert re.search(r"attention_mask|use_causal_mask|def call|\(|\)|= None|= mask|\[|mask is None|return|else:", line), line
+        assert re.search(r"attention_mask|padding_mask|use_causal_mask|def call|\(|\)|= None|= mask|\[|mask is None|return|else:", line), line
     comments = [l for l in before if l.strip().startswith("#")]
     assert all(c in after for c in comments)
 

@@ -18,6 +18,12 @@ from ..syntax import iter_calls, iter_nodes, last_name, positional_args, self_at
 from .reaching import param_names
 
 KERAS_MHA = "MultiHeadAttention"
+HUB_PACKAGES = ("keras_hub", "keras_nlp")
+HUB_DECODER = "TransformerDecoder"
+# keras_hub's (and keras_nlp's) ``TransformerDecoder.call``, in order: the cross-attention takes
+# the encoder's padding ``[B, S]`` and an optional ``[B, T, S]`` mask
+HUB_DECODER_PARAMS = ("decoder_sequence", "encoder_sequence", "decoder_padding_mask", "decoder_attention_mask",
+                      "encoder_padding_mask", "encoder_attention_mask")
 ROLES = ("query", "value", "key", "attention_mask", "use_causal_mask")
 
 
@@ -69,6 +75,47 @@ def bind_attention_args(call: cst.Call, signature: Signature) -> AttentionCall:
         mask_arg=slots.get("attention_mask"),
         causal_flag=slots.get("use_causal_mask"),
     )
+
+
+def hub_decoder_constructors(module: cst.Module) -> "HubNames":
+    """How ``module`` names keras_hub's ``TransformerDecoder``: package aliases and imported names."""
+    aliases: Set[str] = set()
+    names: Set[str] = set()
+    for node in iter_nodes(module, (cst.Import, cst.ImportFrom)):
+        if isinstance(node, cst.Import):
+            for alias in node.names:
+                full = cst.Module([]).code_for_node(alias.name)
+                if full.split(".")[0] in HUB_PACKAGES:
+                    aliases.add(alias.asname.name.value if alias.asname else full.split(".")[0])
+            continue
+        source = cst.Module([]).code_for_node(node.module) if node.module is not None else ""
+        if source.split(".")[0] not in HUB_PACKAGES or isinstance(node.names, cst.ImportStar):
+            continue
+        for alias in node.names:
+            bound = alias.asname.name.value if alias.asname else cst.Module([]).code_for_node(alias.name)
+            if last_name(alias.name) == HUB_DECODER:
+                names.add(bound)
+            elif last_name(alias.name) == "layers":
+                aliases.add(bound)
+    names -= {c.name.value for c in iter_nodes(module, cst.ClassDef)}  # a class of the file's own
+    return HubNames(frozenset(aliases), frozenset(names))
+
+
+@dataclass(frozen=True)
+class HubNames:
+    aliases: frozenset  # names bound to keras_hub, keras_nlp or their ``layers``
+    names: frozenset  # names bound to ``TransformerDecoder`` itself
+
+    def builds(self, ctor: cst.BaseExpression) -> bool:
+        """Whether calling ``ctor`` builds keras_hub's ``TransformerDecoder``."""
+        if isinstance(ctor, cst.Name):
+            return ctor.value in self.names
+        if isinstance(ctor, cst.Attribute) and ctor.attr.value == HUB_DECODER:
+            root = ctor.value
+            while isinstance(root, cst.Attribute):
+                root = root.value
+            return isinstance(root, cst.Name) and root.value in self.aliases
+        return False
 
 
 class Attentions:

@@ -33,15 +33,17 @@ from ..syntax import (
     self_attr,
 )
 from .attention import (
+    HUB_DECODER_PARAMS,
     AttentionCall,
     Attentions,
     Signature,
     attention_attributes,
     attention_calls,
     bind_attention_args,
+    hub_decoder_constructors,
 )
 from .reaching import Scope, forget_scopes, param_names, roots, scope_of
-from .values import CAUSAL, TARGET, Interpreter, MaskValue, ModuleValues, padding
+from .values import CAUSAL, TARGET, Interpreter, MaskValue, ModuleValues, padding, sequence_inputs
 from ..dialect import Dialect, module_dialect
 from ..trace import index_bodies
 
@@ -351,6 +353,131 @@ def _forwarded_attention_calls(fn: cst.FunctionDef, attrs: Dict[str, str], atten
                 mask_arg=mapped(ac.mask_arg),
                 causal_flag=mapped(ac.causal_flag),
             ))
+    return out
+
+
+@dataclass
+class HubDecoderCall:
+    """A call of keras_hub's ``TransformerDecoder``, its arguments bound to its parameters."""
+
+    call: cst.Call
+    fn: cst.FunctionDef
+    cls: Optional[cst.ClassDef]
+    args: Dict[str, cst.Arg]
+
+    def masks(self, values: ModuleValues) -> Dict[str, MaskValue]:
+        """The abstract value of each mask argument, read from the sequences the call is given:
+        what ``decoder_sequence`` comes from is the target, what only ``encoder_sequence`` comes
+        from the source."""
+        seqs = [self.args.get(p) for p in HUB_DECODER_PARAMS[:2]]
+        if any(a is None for a in seqs):
+            return {}
+        inputs = _functional_inputs(self.fn)
+        scope = Scope(self.fn, inputs)
+        dec, enc = roots(seqs[0].value, scope), roots(seqs[1].value, scope)
+        target, source = dec - enc, enc - dec
+        given = sequence_inputs(target, source)
+        params = set(param_names(self.fn))
+        it = Interpreter(values, self.fn, self.cls, {n: v for n, v in given.items() if n in params},
+                         inputs={n: v for n, v in given.items() if n not in params})
+        return {p: it.value(a.value) for p, a in self.args.items() if p.endswith("_mask")}
+
+
+def _keyword_args(call: cst.Call) -> Dict[str, cst.Arg]:
+    return {a.keyword.value: a for a in call.args if a.keyword is not None and a.keyword.value in HUB_DECODER_PARAMS}
+
+
+def hub_decoder_calls(module: cst.Module) -> List[HubDecoderCall]:
+    """Calls of keras_hub's ``TransformerDecoder``: built in place, or kept in a local or on ``self``."""
+    hub = hub_decoder_constructors(module)
+    if not hub.aliases and not hub.names:
+        return []
+    kept: Dict[int, Set[str]] = {}  # id(class) -> self attributes holding one
+    for cls in iter_nodes(module, cst.ClassDef):
+        for node in iter_nodes(cls.body, cst.Assign):
+            if isinstance(node.value, cst.Call) and hub.builds(node.value.func):
+                kept.setdefault(id(cls), set()).update(a for a in (self_attr(t.target) for t in node.targets) if a)
+    owner = {id(fn): cls for cls in iter_nodes(module, cst.ClassDef) for fn in iter_nodes(cls.body, cst.FunctionDef)}
+    functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
+    out = []
+    for fn in iter_nodes(module, cst.FunctionDef):
+        cls = owner.get(id(fn))
+        local = {t.target.value for node in iter_own_nodes(fn.body, cst.Assign)
+                 if isinstance(node.value, cst.Call) and hub.builds(node.value.func)
+                 for t in node.targets if isinstance(t.target, cst.Name)}
+        attrs = kept.get(id(cls), set()) if cls is not None else set()
+
+        def holds_decoder(expr: cst.BaseExpression) -> bool:
+            return ((isinstance(expr, cst.Call) and hub.builds(expr.func))
+                    or (isinstance(expr, cst.Name) and expr.value in local)
+                    or (self_attr(expr) in attrs and not isinstance(expr, cst.Subscript)))
+
+        methods = {m.name.value: m for m in iter_nodes(cls.body, cst.FunctionDef)} if cls is not None else {}
+        for call in iter_calls(fn.body):
+            if holds_decoder(call.func):
+                out.append(HubDecoderCall(call, fn, cls, _hub_args(call)))
+                continue
+            helper = _helper_of(call.func, fn, methods, functions)
+            if helper is not None:
+                out += [HubDecoderCall(call, fn, cls, args) for args in _forwarded_hub_args(call, helper, holds_decoder)]
+        # a closure applying the decoder to names of ``fn``: read as if written in ``fn``
+        for inner in iter_nodes(fn.body, (cst.FunctionDef, cst.Lambda)):
+            own = set(param_names(inner)) | (set(scope_of(inner).assigns) if isinstance(inner, cst.FunctionDef) else set())
+            body = inner.body
+            for call in iter_calls(body) if isinstance(body, cst.BaseSuite) else iter_nodes(body, cst.Call):
+                if not holds_decoder(call.func) or (isinstance(call.func, cst.Name) and call.func.value in own):
+                    continue
+                args = _hub_args(call)
+                if not any(n in own for a in args.values() for n in names_in(a.value)):
+                    out.append(HubDecoderCall(call, fn, cls, args))
+    seen: Set[int] = set()  # a closure's call is met again as a call of its own function: keep the first
+    return [c for c in out if not (id(c.call) in seen or seen.add(id(c.call)))]
+
+
+def _hub_args(call: cst.Call) -> Dict[str, cst.Arg]:
+    # the sequences may come positionally; the masks are read when passed by keyword
+    args = dict(zip(HUB_DECODER_PARAMS[:2], positional_args(call)))
+    args.update(_keyword_args(call))
+    return args
+
+
+def _helper_of(func: cst.BaseExpression, fn: cst.FunctionDef, methods: Dict[str, cst.FunctionDef],
+               functions: Dict[str, cst.FunctionDef]) -> Optional[Union[cst.FunctionDef, cst.Lambda]]:
+    """The function a call runs: a method (``self.f``), a def or lambda bound in ``fn``, or a
+    module function."""
+    attr = self_attr(func)
+    if attr:
+        return methods.get(attr)
+    if not isinstance(func, cst.Name):
+        return None
+    values, _ = scope_of(fn).reaching(func.value, func)
+    local = [v for v in values if isinstance(v, (cst.FunctionDef, cst.Lambda))]
+    if local:
+        return local[0] if len(local) == 1 else None
+    return functions.get(func.value)
+
+
+def _forwarded_hub_args(call: cst.Call, helper: Union[cst.FunctionDef, cst.Lambda],
+                        holds_decoder) -> List[Dict[str, cst.Arg]]:
+    """A helper handed the decoder (``apply(block, y, memory, pad_a, pad_b)``): the decoder's
+    arguments inside it, mapped back to the arguments of ``call`` they are parameters for."""
+    bound = dict(zip(param_names(helper), positional_args(call)))
+    bound.update({a.keyword.value: a for a in call.args if a.keyword is not None})
+    decoders = {p for p, a in bound.items() if holds_decoder(a.value)}
+    if not decoders:
+        return []
+    out = []
+    body = helper.body
+    for inner in iter_calls(body) if isinstance(body, cst.BaseSuite) else iter_nodes(body, cst.Call):
+        if not (isinstance(inner.func, cst.Name) and inner.func.value in decoders):
+            continue
+        args = {}
+        for name, arg in _hub_args(inner).items():
+            if not (isinstance(arg.value, cst.Name) and arg.value.value in bound):
+                break  # computed inside the helper: not read from here
+            args[name] = bound[arg.value.value]
+        else:
+            out.append(args)
     return out
 
 

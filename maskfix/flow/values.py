@@ -989,27 +989,35 @@ def keras_padding(seq: str) -> MaskValue:
     return MaskValue(frozenset([padding(seq)]), ATTEND, BOOL, 2, ("batch", seq), deps=frozenset([seq]))
 
 
+def sequence_inputs(target: Iterable[str], source: Iterable[str]) -> Dict[str, MaskValue]:
+    """Names holding the target (decoder) or the source (encoder) sequence: parameters, or items
+    of a list parameter (``inputs[1]``), which become one list value per parameter."""
+    out: Dict[str, MaskValue] = {}
+    items: Dict[str, Dict[int, MaskValue]] = {}
+    for names, value in ((target, TARGET_DATA), (source, SOURCE_DATA)):
+        for name in names:
+            if "[" in name:
+                base, index = name.split("[")[0], int(name[name.index("[") + 1:-1])
+                items.setdefault(base, {})[index] = value
+            else:
+                out[name] = value
+    for base, held in items.items():
+        out[base] = MaskValue(items=tuple(held.get(i, NOTHING) for i in range(max(held) + 1)))
+    return out
+
+
 def decoder_inputs(dec: str, enc: str, mask: Optional[str]) -> Dict[str, MaskValue]:
     """What a decoder starts from, by name: ``dec`` and ``enc`` are parameters or items of a
     list parameter (``inputs[0]``); ``mask`` is the parameter Keras fills with the mask of the
     decoder's input (one mask per item when the decoder takes one list input)."""
-    data: Dict[str, Dict[int, MaskValue]] = {}
-    pads: Dict[int, MaskValue] = {}
-    out: Dict[str, MaskValue] = {}
-    for name, value, seq in ((dec, TARGET_DATA, TARGET), (enc, SOURCE_DATA, SOURCE)):
-        if "[" in name:
-            base, index = name.split("[")[0], int(name[name.index("[") + 1:-1])
-            data.setdefault(base, {})[index] = value
-            pads[index] = keras_padding(seq)
-        else:
-            out[name] = value
-    for base, items in data.items():
-        out[base] = MaskValue(items=tuple(items.get(i, NOTHING) for i in range(max(items) + 1)))
+    out = sequence_inputs([dec], [enc])
     if mask is not None:
         if "[" not in dec:
             out[mask] = keras_padding(TARGET)
-        elif len(data) == 1 and len(pads) == 2:
-            out[mask] = MaskValue(items=tuple(pads.get(i, NOTHING) for i in range(max(pads) + 1)))
+        elif "[" in enc and dec.split("[")[0] == enc.split("[")[0]:
+            i, j = (int(n[n.index("[") + 1:-1]) for n in (dec, enc))
+            pads = {i: keras_padding(TARGET), j: keras_padding(SOURCE)}
+            out[mask] = MaskValue(items=tuple(pads.get(k, NOTHING) for k in range(max(pads) + 1)))
     return out
 
 
@@ -1076,5 +1084,5 @@ __all__ = [
     "BOOL", "BINARY", "ADDITIVE", "IDS", "RANGE", "DATA",
     "MaskValue", "TOP", "NOTHING", "join", "combine", "padding", "Interpreter", "ModuleValues",
     "Site", "module_values", "same_expression", "is_self_attention", "rows", "taint", "query_side",
-    "decoder_inputs", "keras_padding", "depends_on", "TARGET_DATA", "SOURCE_DATA",
+    "decoder_inputs", "sequence_inputs", "keras_padding", "depends_on", "TARGET_DATA", "SOURCE_DATA",
 ]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from ..flow.decoders import CAUSAL, DEC_MASK, DecoderClass
-from ..rewrite import CallSitePlanner, Edits, Style, plan_layer
+from ..flow.decoders import CAUSAL, DEC_MASK, DecoderClass, HubDecoderCall, decoder_side, hub_decoder_calls
+from ..flow.values import SOURCE, depends_on
+from ..rewrite import CallSitePlanner, Edits, Style, plan_layer, swap_values
 from .base import Context, Flagged, Problem, Rule
 
 
@@ -53,11 +54,13 @@ class DecoderMaskOnCrossAttention(Rule):
     description = (
         "A decoder's cross-attention (keys = encoder outputs) is masked from the decoder side: the "
         "decoder's padding mask spread over the keys, a causal mask, or both. It must use the "
-        "encoder's padding mask.")
+        "encoder's padding mask. keras_hub's `TransformerDecoder` given such a mask as "
+        "`encoder_padding_mask=` or `encoder_attention_mask=` is the same mistake.")
     fixed = (
         "yes, unless the same class is also called decoder-only (`layer(x, x)`), where the causal "
         "mask is required, or the decoder is built inline as a functional model from its own "
-        "`keras.Input`s (reported with what to change)")
+        "`keras.Input`s (reported with what to change); for keras_hub's decoder, when the two "
+        "padding masks are passed in each other's keyword (exchanged), else reported only")
     explanation = """\
 The cross-attention's keys are the encoder outputs, so its mask must hide the encoder's padding.
 A mask built from the decoder's own padding (or a causal mask over decoder steps) hides the wrong
@@ -115,6 +118,24 @@ class Decoder(layers.Layer):
         return self.attn2(h, enc, attention_mask=causal)
 """,
     )
+    INVALID += (
+        # keras_hub's decoder handed each padding mask in the other's keyword
+        """\
+import keras
+import keras_hub
+
+
+def build():
+    src = keras.Input(shape=(None,), dtype="int32")
+    tgt = keras.Input(shape=(None,), dtype="int32")
+    memory = keras.layers.Embedding(40, 8)(src)
+    y = keras.layers.Embedding(40, 8)(tgt)
+    block = keras_hub.layers.TransformerDecoder(16, 2)
+    y = block(y, memory, decoder_padding_mask=keras.ops.not_equal(src, 0),
+              encoder_padding_mask=keras.ops.not_equal(tgt, 0))
+    return keras.Model([src, tgt], y)
+""",
+    )
     VALID = (
         # the encoder's own padding mask, passed in
         """\
@@ -160,6 +181,24 @@ class Decoder(layers.Layer):
             yield Problem(self.code, ac.mask_arg, message(dec) + blocked, fix, key=id(dec),
                           anchors=(ac.call, dec.node))
 
+        yield from self._hub_decoders(ctx)
+
+    def _hub_decoders(self, ctx: Context) -> Iterable[Problem]:
+        """keras_hub's ``TransformerDecoder`` given decoder-side masks for its cross-attention."""
+        for hc in hub_decoder_calls(ctx.module):
+            masks = hc.masks(ctx.values())
+            for slot in ("encoder_padding_mask", "encoder_attention_mask"):
+                side = decoder_side(masks[slot]) if slot in masks else set()
+                if not side:
+                    continue
+                arg = hc.args[slot]
+                other = hc.args.get("decoder_padding_mask")
+                swapped = (slot == "encoder_padding_mask" and other is not None
+                           and depends_on(masks["decoder_padding_mask"], SOURCE)
+                           and not decoder_side(masks["decoder_padding_mask"]))
+                yield Problem(self.code, arg.value, hub_message(ctx, hc, slot, side, swapped),
+                              _swap(arg, other) if swapped else None, key=id(arg), anchors=(hc.call,))
+
     def follow(self, ctx: Context, flagged: Flagged, edits: Edits) -> Iterable[Problem]:
         """Thread ``encoder_padding_mask`` to the call sites of the decoders this run fixes."""
         fixed = flagged.get(self.code, set())
@@ -172,6 +211,21 @@ class Decoder(layers.Layer):
             if plan.kind in ("direct", "submodel"):
                 ctx.notes.append(plan.detail)
         return ()
+
+
+def hub_message(ctx: Context, hc: HubDecoderCall, slot: str, side: set, swapped: bool) -> str:
+    what = " and ".join(w for k, w in ((DEC_MASK, "the decoder's padding mask"), (CAUSAL, "a causal mask"))
+                        if k in side)
+    code = ctx.module.code_for_node(hc.args[slot].value)
+    tail = ("; it is passed as `decoder_padding_mask`, which gets the encoder's: exchange them" if swapped
+            else "; it needs the encoder's padding mask")
+    return f"`{code}` passed as `{slot}` of keras_hub's TransformerDecoder is {what}{tail}"
+
+
+def _swap(a, b):
+    def fix(edits: Edits, style: Style) -> None:
+        swap_values(edits, a, b)
+    return fix
 
 
 def _fix_layer(dec: DecoderClass, ctx: Context):
