@@ -404,3 +404,33 @@ def test_the_layer_handed_to_a_helper_runs_its_own_methods():
         "        return tf.linalg.band_part(tf.ones((n, n)), -1, 0)[tf.newaxis]\n\n"
         "    def call(") + "\n\ndef causal_of(layer, x):\n    return layer.lower(x)\n"
     assert codes_of(source) == ["MF001"]
+
+
+HUB_STACK = """
+import keras
+import keras_hub
+
+
+class Translator(keras.Model):
+    def __init__(self, depth=2):
+        super().__init__()
+        self.embed = keras.layers.Embedding(60, 16)
+        self.blocks = []
+        for _ in range(depth):
+            block = keras_hub.layers.TransformerDecoder(32, 2)
+            self.blocks.append(block)
+        self.more = [keras_hub.layers.TransformerDecoder(32, 2) for _ in range(depth)]
+
+    def call(self, inputs):
+        src, tgt = inputs
+        memory, y = self.embed(src), self.embed(tgt)
+        for block in {attr}:
+            y = block(y, memory, encoder_padding_mask=keras.ops.not_equal({ids}, 0))
+        return y
+"""
+
+
+def test_keras_hub_decoders_kept_in_lists_are_read_in_their_loops():
+    for attr in ("self.blocks", "self.more"):
+        assert codes_of(HUB_STACK.format(attr=attr, ids="tgt")) == ["MF001"], attr
+        assert codes_of(HUB_STACK.format(attr=attr, ids="src")) == [], attr

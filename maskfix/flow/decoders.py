@@ -33,6 +33,7 @@ from ..syntax import (
     self_attr,
 )
 from .attention import (
+    HUB_DECODER,
     HUB_DECODER_PARAMS,
     AttentionCall,
     Attentions,
@@ -41,6 +42,7 @@ from .attention import (
     attention_calls,
     bind_attention_args,
     hub_decoder_constructors,
+    loop_layers,
 )
 from .reaching import Scope, forget_scopes, param_names, roots, scope_of
 from .values import CAUSAL, TARGET, Interpreter, MaskValue, ModuleValues, padding, sequence_inputs
@@ -392,11 +394,24 @@ def hub_decoder_calls(module: cst.Module) -> List[HubDecoderCall]:
     hub = hub_decoder_constructors(module)
     if not hub.aliases and not hub.names:
         return []
-    kept: Dict[int, Set[str]] = {}  # id(class) -> self attributes holding one
+    kept: Dict[int, Set[str]] = {}  # id(class) -> self attributes holding one, or a list of them
     for cls in iter_nodes(module, cst.ClassDef):
-        for node in iter_nodes(cls.body, cst.Assign):
-            if isinstance(node.value, cst.Call) and hub.builds(node.value.func):
-                kept.setdefault(id(cls), set()).update(a for a in (self_attr(t.target) for t in node.targets) if a)
+        mine = kept.setdefault(id(cls), set())
+        for method in iter_nodes(cls.body, cst.FunctionDef):
+            built = {t.target.value for node in iter_own_nodes(method.body, cst.Assign)
+                     if isinstance(node.value, cst.Call) and hub.builds(node.value.func)
+                     for t in node.targets if isinstance(t.target, cst.Name)}
+            for node in iter_nodes(method.body, cst.Assign):
+                if any(hub.builds(c.func) for c in iter_nodes(node.value, cst.Call)):
+                    mine.update(a for a in (self_attr(t.target) for t in node.targets) if a)
+            for call in iter_nodes(method.body, cst.Call):  # ``self.blocks.append(block)``
+                func = call.func
+                if (isinstance(func, cst.Attribute) and func.attr.value == "append" and self_attr(func.value)
+                        and call.args and ((isinstance(call.args[0].value, cst.Call)
+                                            and hub.builds(call.args[0].value.func))
+                                           or (isinstance(call.args[0].value, cst.Name)
+                                               and call.args[0].value.value in built))):
+                    mine.add(self_attr(func.value))
     owner = {id(fn): cls for cls in iter_nodes(module, cst.ClassDef) for fn in iter_nodes(cls.body, cst.FunctionDef)}
     functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
     out = []
@@ -406,11 +421,12 @@ def hub_decoder_calls(module: cst.Module) -> List[HubDecoderCall]:
                  if isinstance(node.value, cst.Call) and hub.builds(node.value.func)
                  for t in node.targets if isinstance(t.target, cst.Name)}
         attrs = kept.get(id(cls), set()) if cls is not None else set()
+        local |= set(loop_layers(fn, {a: HUB_DECODER for a in attrs}))  # ``for block in self.blocks``
 
         def holds_decoder(expr: cst.BaseExpression) -> bool:
             return ((isinstance(expr, cst.Call) and hub.builds(expr.func))
                     or (isinstance(expr, cst.Name) and expr.value in local)
-                    or (self_attr(expr) in attrs and not isinstance(expr, cst.Subscript)))
+                    or self_attr(expr) in attrs)
 
         methods = {m.name.value: m for m in iter_nodes(cls.body, cst.FunctionDef)} if cls is not None else {}
         for call in iter_calls(fn.body):
