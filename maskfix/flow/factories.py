@@ -15,7 +15,7 @@ found by following values, never names:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import libcst as cst
 
@@ -350,6 +350,38 @@ def attention_roles(cls_name: str, classes: Dict[str, LayerClass],
     return None
 
 
+@dataclass
+class Application:
+    """A call, in a layer's ``call``, of a layer it holds on ``self`` (or loops over)."""
+
+    call: cst.Call
+    layer: str  # the applied layer's class name
+    slots: Optional[Dict[str, cst.Arg]]  # for an attention: role (query, value, key, mask) -> argument
+
+    def slot(self, role: str) -> Optional[cst.BaseExpression]:
+        arg = (self.slots or {}).get(role)
+        return arg.value if arg is not None else None
+
+
+def applications(cls: LayerClass, classes: Dict[str, LayerClass]) -> Iterator[Application]:
+    """The layers ``cls.call`` applies: ``self.x(...)``, ``self.xs[i](...)``, or a loop variable
+    over a list of them; an attention's arguments bound to their roles."""
+    loops = loop_layers(cls.call, {a: a for a in cls.attrs})  # loop variable -> the attribute it runs over
+    for call in iter_calls(cls.call.body):
+        attr = self_attr(call.func)
+        if attr is None and isinstance(call.func, cst.Name):
+            attr = loops.get(call.func.value)
+        if not attr or attr not in cls.attrs:
+            continue
+        inner = cls.attrs[attr]
+        roles = attention_roles(inner, classes, cls.runtime)
+        slots = None
+        if roles is not None:
+            slots = dict(zip(roles, positional_args(call)))
+            slots.update({ROLES.get(a.keyword.value, a.keyword.value): a for a in call.args if a.keyword is not None})
+        yield Application(call, inner, slots)
+
+
 def _slots_reaching_cross(cls_name: str, slot_of: Dict[str, int], classes: Dict[str, LayerClass],
                           depth: int = 0) -> Set[int]:
     """Factory slots that reach the mask of a cross-attention below ``cls_name``'s call."""
@@ -357,24 +389,11 @@ def _slots_reaching_cross(cls_name: str, slot_of: Dict[str, int], classes: Dict[
     if cls is None or cls.call is None or depth > 6:
         return set()
     scope = Scope(cls.call)
-    loop_vars = loop_layers(cls.call, {a: a for a in cls.attrs})  # loop variable -> its attribute
     found: Set[int] = set()
-    for call in iter_calls(cls.call.body):
-        attr = self_attr(call.func)
-        if attr is None and isinstance(call.func, cst.Name):
-            attr = loop_vars.get(call.func.value)
-        if not attr or attr not in cls.attrs:
-            continue
-        inner = cls.attrs[attr]
-        roles = attention_roles(inner, classes, cls.runtime)
-        if roles is not None:
-            slots = {}
-            for arg, role in zip(positional_args(call), roles):
-                slots[role] = arg.value
-            for a in call.args:
-                if a.keyword is not None:
-                    slots[ROLES.get(a.keyword.value, a.keyword.value)] = a.value
-            q, v, m = slots.get("query"), slots.get("value"), slots.get("mask")
+    for app in applications(cls, classes):
+        call, inner = app.call, app.layer
+        if app.slots is not None:
+            q, v, m = app.slot("query"), app.slot("value"), app.slot("mask")
             if q is None or v is None or m is None:
                 continue
             q_roots, v_roots = roots(q, scope), roots(v, scope)

@@ -18,19 +18,17 @@ from typing import Dict, List, Optional, Tuple
 import libcst as cst
 
 from .factories import (
-    ROLES,
     Factory,
     LayerClass,
     MaskCall,
-    attention_roles,
+    applications,
     bind_args,
     call_params,
     factory_mask_calls,
     layer_classes,
 )
-from .attention import loop_layers
 from .reaching import Scope, roots
-from ..syntax import iter_calls, positional_args, self_attr
+from ..syntax import positional_args
 
 LOOK_AHEAD, CROSS = 1, 2  # factory slots of the two decoder masks
 
@@ -64,22 +62,6 @@ def _code(node: cst.CSTNode) -> str:
     return cst.Module([]).code_for_node(node)
 
 
-def _attention_mask(call: cst.Call, roles: List[str]) -> Tuple[Dict[str, cst.BaseExpression], Optional[cst.Arg]]:
-    slots: Dict[str, cst.BaseExpression] = {}
-    mask_arg = None
-    for arg, role in zip(positional_args(call), roles):
-        slots[role] = arg.value
-        if role == "mask":
-            mask_arg = arg
-    for a in call.args:
-        if a.keyword is not None:
-            role = ROLES.get(a.keyword.value, a.keyword.value)
-            slots[role] = a.value
-            if role == "mask":
-                mask_arg = a
-    return slots, mask_arg
-
-
 def _walk(cls_name: str, carried: Dict[str, int], classes: Dict[str, LayerClass], hops: List[Hop],
           out: List[List[Hop]], depth: int = 0) -> None:
     """Extend ``hops`` below ``cls_name``'s call, where parameter -> slot is ``carried``."""
@@ -95,20 +77,12 @@ def _walk(cls_name: str, carried: Dict[str, int], classes: Dict[str, LayerClass]
     name_of = {slot: p for p, slot in carried.items()}
     where = f"{cls_name}.{fn.name.value}"
     scope = Scope(fn)
-    loops = loop_layers(fn, {a: a for a in cls.attrs})  # loop variable -> the attribute it runs over
     attention: Dict[str, Tuple[cst.Call, cst.Arg, int]] = {}  # "self"/"cross" -> (call, mask arg, slot)
-    for call in iter_calls(fn.body):
-        attr = self_attr(call.func)
-        if attr is None and isinstance(call.func, cst.Name):
-            attr = loops.get(call.func.value)
-        if not attr or attr not in cls.attrs:
-            continue
-        inner = cls.attrs[attr]
-        roles = attention_roles(inner, classes, cls.runtime)
-        if roles is not None:
-            slots, mask_arg = _attention_mask(call, roles)
-            q, v, m = slots.get("query"), slots.get("value"), slots.get("mask")
-            if q is None or v is None or m is None or mask_arg is None:
+    for app in applications(cls, classes):
+        call, inner = app.call, app.layer
+        if app.slots is not None:
+            q, v, m, mask_arg = app.slot("query"), app.slot("value"), app.slot("mask"), app.slots.get("mask")
+            if q is None or v is None or m is None:
                 continue
             hit = [carried[n] for n in roots(m, scope) if n in carried]
             if len(hit) != 1:

@@ -19,17 +19,16 @@ from typing import Dict, List, Optional, Set, Tuple
 import libcst as cst
 
 from .factories import (
-    ROLES,
     Factory,
     LayerClass,
+    applications,
     attention_roles,
     bind_args,
     call_params,
     layer_classes,
 )
-from .attention import loop_layers
 from .reaching import Element, Scope, param_names, roots
-from ..syntax import (instance_key, is_none, iter_calls, iter_nodes, iter_own_nodes, last_name, names_in,
+from ..syntax import (instance_key, is_none, iter_nodes, iter_own_nodes, last_name, names_in,
                      positional_args, self_attr)
 from ..trace import Function, local_functions
 
@@ -48,29 +47,15 @@ def _walk(cls_name: str, carried: Dict[str, Set[str]], classes: Dict[str, LayerC
     cls = classes.get(cls_name)
     if cls is None or cls.call is None or depth > 6:
         return
-    fn = cls.call
-    scope = Scope(fn)
-    loops = loop_layers(fn, {a: a for a in cls.attrs})  # loop variable -> the attribute it runs over
+    scope = Scope(cls.call)
 
     def origin(expr: cst.BaseExpression) -> Set[str]:
         return {top for n in roots(expr, scope) for top in carried.get(n, ())}
 
-    for call in iter_calls(fn.body):
-        attr = self_attr(call.func)
-        if attr is None and isinstance(call.func, cst.Name):
-            attr = loops.get(call.func.value)
-        if not attr or attr not in cls.attrs:
-            continue
-        inner = cls.attrs[attr]
-        roles = attention_roles(inner, classes, cls.runtime)
-        if roles is not None:
-            slots: Dict[str, cst.BaseExpression] = {}
-            for arg, role in zip(positional_args(call), roles):
-                slots[role] = arg.value
-            for a in call.args:
-                if a.keyword is not None:
-                    slots[ROLES.get(a.keyword.value, a.keyword.value)] = a.value
-            q, v, m = slots.get("query"), slots.get("value"), slots.get("mask")
+    for app in applications(cls, classes):
+        call, inner = app.call, app.layer
+        if app.slots is not None:
+            q, v, m = app.slot("query"), app.slot("value"), app.slot("mask")
             if q is None or v is None:
                 continue
             q_roots, v_roots = roots(q, scope), roots(v, scope)
