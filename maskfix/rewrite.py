@@ -23,7 +23,7 @@ from .flow.decoders import (
     decoder_side,
     expansion_side,
 )
-from .flow.reaching import int_index
+from .flow.reaching import assigned_values, int_index
 from .flow.values import Interpreter
 from .syntax import is_none, iter_nodes, keyword_arg, last_name, names_in, positional_args
 from .submodels import (
@@ -130,7 +130,7 @@ def free_name(wanted: str, taken: Set[str]) -> str:
 # the layer
 
 
-def _mask_expansion(dec: DecoderClass, flow: Interpreter, style: Style, facts: ModuleFacts, new_name: str) -> str:
+def _mask_expansion(dec: DecoderClass, values: Interpreter, style: Style, facts: ModuleFacts, new_name: str) -> str:
     """How this file spreads a padding mask over keys, applied to ``new_name`` (code of a [B, S] mask).
 
     Reuses the expression that spread the decoder mask (``tf.cast(mask[:,
@@ -138,7 +138,7 @@ def _mask_expansion(dec: DecoderClass, flow: Interpreter, style: Style, facts: M
     or whatever the file wrote), so the new line reads like its neighbours.
     """
     if dec.mask_param:
-        for value in _all_assigned_values(flow, dec.cross_attention.mask_arg.value):
+        for value in assigned_values(values.scope, dec.cross_attention.mask_arg.value):
             for node in iter_nodes(value, (cst.Call, cst.Subscript)):
                 sub = node
                 if isinstance(node, cst.Call):
@@ -197,19 +197,6 @@ def key_mask_expression(facts: ModuleFacts, style: Style, new_name: str) -> str:
     return f"{new_name}[:, None, :]"
 
 
-def _all_assigned_values(flow: Interpreter, expr: cst.BaseExpression, seen=None) -> List[cst.BaseExpression]:
-    """``expr`` and every value assigned to a local it reads, transitively."""
-    seen = set() if seen is None else seen
-    out = [expr]
-    for name in names_in(expr):
-        if name in seen:
-            continue
-        seen.add(name)
-        for value in flow.scope.assigns.get(name, ()):
-            out.extend(_all_assigned_values(flow, value, seen))
-    return out
-
-
 def add_encoder_mask_param(dec: DecoderClass, expansion: str, cross_name: str, style: Style, edits: Edits) -> None:
     """Give ``dec.call`` the ``encoder_padding_mask`` parameter (the encoder output's Keras mask when
     it is not passed) and bind ``cross_name`` to ``expansion`` of it, or None without one."""
@@ -244,20 +231,20 @@ def plan_layer(dec: DecoderClass, facts: ModuleFacts, style: Style, edits: Edits
     Keras gives it for the encoder's item instead: ``mask[1]`` holds it already.
     """
     fn = dec.call
-    flow = dec.values
+    values = dec.values
     taken = names_in(fn) | set(dec.params)
     cross_name = free_name("cross_attention_mask", taken)
     given = None if called else keras_encoder_mask(dec)
     if given is not None:
-        bind_cross_mask(dec, given, _mask_expansion(dec, flow, style, facts, given), cross_name, style, edits)
+        bind_cross_mask(dec, given, _mask_expansion(dec, values, style, facts, given), cross_name, style, edits)
     else:
-        add_encoder_mask_param(dec, _mask_expansion(dec, flow, style, facts, NEW_PARAM), cross_name, style, edits)
+        add_encoder_mask_param(dec, _mask_expansion(dec, values, style, facts, NEW_PARAM), cross_name, style, edits)
     old_mask = dec.cross_attention.mask_arg.value
     edits.replace[id(old_mask)] = cst.Name(cross_name)
-    _retarget_self_attention(dec, flow, style, edits)
+    _retarget_self_attention(dec, values, style, edits)
 
 
-def _retarget_self_attention(dec: DecoderClass, flow: Interpreter, style: Style, edits: Edits) -> None:
+def _retarget_self_attention(dec: DecoderClass, values: Interpreter, style: Style, edits: Edits) -> None:
     """Point self-attention at the combined padding+causal mask the bug misplaced.
 
     Only done when the shape is the familiar one (the combined variable is
@@ -271,14 +258,14 @@ def _retarget_self_attention(dec: DecoderClass, flow: Interpreter, style: Style,
     causal = sa.mask_arg.value
     if not isinstance(causal, cst.Name) or causal.value == cross.value:
         return
-    causal_labels = decoder_side(flow.value(causal))
+    causal_labels = decoder_side(values.value(causal))
     if CAUSAL not in causal_labels or DEC_MASK in causal_labels:
         return
     combined = cross.value
-    values = flow.scope.assigns.get(combined, [])
-    if not any(causal.value in names_in(v) for v in values):
+    bound = values.scope.assigns.get(combined, [])
+    if not any(causal.value in names_in(v) for v in bound):
         return
-    if not any(DEC_MASK in decoder_side(flow.value(v)) for v in values):
+    if not any(DEC_MASK in decoder_side(values.value(v)) for v in bound):
         return
     mask = dec.mask_param
     fallback = cst.Name(causal.value)
@@ -290,7 +277,7 @@ def _retarget_self_attention(dec: DecoderClass, flow: Interpreter, style: Style,
         if absent_first is None:
             continue
         if isinstance(node, cst.IfExp):
-            if any(node is v for v in values):
+            if any(node is v for v in bound):
                 without = node.body if absent_first else node.orelse
                 if _is_none_or(without, mask):
                     edits.replace[id(without)] = fallback

@@ -20,7 +20,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 import libcst as cst
 
 from .attention import KERAS_MHA, Attentions, keras_signature, loop_layers
-from .reaching import Element, Scope, param_names, roots, scope_of
+from .reaching import Element, Scope, assigned_values, param_names, roots, scope_of
 from .values import SOURCE, TARGET, Interpreter, ModuleValues, depends_on
 from ..dialect import module_dialect
 from ..symbols import Symbols
@@ -30,7 +30,6 @@ from ..syntax import (
     iter_nodes,
     iter_own_nodes,
     last_name,
-    names_in,
     positional_args,
     self_attr,
 )
@@ -157,22 +156,11 @@ def inline_factories(module: cst.Module, values: Optional[ModuleValues] = None) 
 # fixes inside the factory
 
 
-def _values(flow: Interpreter, expr: cst.BaseExpression, seen=None) -> List[cst.BaseExpression]:
-    seen = set() if seen is None else seen
-    out = [expr]
-    for name in names_in(expr):
-        if name not in seen:
-            seen.add(name)
-            for v in flow.scope.assigns.get(name, ()):
-                out.extend(_values(flow, v, seen))
-    return out
-
-
 def target_to_source(f: Factory) -> List[cst.Name]:
     """The ``tar`` arguments that the third mask is built from (to become ``inp``)."""
     hits = []
     third = f.ret.elements[2].value
-    for value in _values(f.values, third):
+    for value in assigned_values(f.values.scope, third):
         if value is not third and isinstance(value, cst.Name) and value.value == f.tgt:
             hits.append(value)  # ``seq = tar``: an alias the mask is built from
             continue
@@ -243,7 +231,7 @@ def source_padding(f: Factory) -> Optional[SourcePadding]:
     """The source padding of the first slot: a helper called on the source (``pad(inp)``), else
     the computation written out (``tf.cast(tf.math.equal(ids, 0), ...)`` with ``ids = inp``)."""
     funcs = f.funcs
-    for value in _values(f.values, f.ret.elements[0].value):
+    for value in assigned_values(f.values.scope, f.ret.elements[0].value):
         for call in iter_nodes(value, cst.Call):
             args = positional_args(call)
             if (isinstance(call.func, cst.Name) and call.func.value in funcs

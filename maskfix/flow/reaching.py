@@ -16,7 +16,7 @@ from typing import Dict, FrozenSet, List, Optional, Sequence, Set, Tuple, Union
 
 import libcst as cst
 
-from ..syntax import iter_nodes, last_name, span
+from ..syntax import iter_nodes, last_name, names_in, span
 
 PARAMETER = -1  # the binding of a parameter (or of a name the caller fills)
 
@@ -308,4 +308,17 @@ def roots(node, scope: Scope, seen: Optional[Set[object]] = None) -> Set[str]:
         for value in values:
             if not isinstance(value, (cst.FunctionDef, cst.ClassDef)):
                 out |= roots(value, scope, seen)
+    return out
+
+
+def assigned_values(scope: Scope, expr: cst.BaseExpression, seen: Optional[Set[str]] = None) -> List[cst.BaseExpression]:
+    """``expr`` and every value assigned to a local it reads, transitively (any binding, in any
+    order: the expressions a mask may be built from)."""
+    seen = set() if seen is None else seen
+    out = [expr]
+    for name in names_in(expr):
+        if name not in seen:
+            seen.add(name)
+            for value in scope.assigns.get(name, ()):
+                out.extend(assigned_values(scope, value, seen))
     return out
