@@ -9,6 +9,9 @@ import pytest
 
 pytest.importorskip("tf_keras")
 
+# One xdist worker builds this module's shared fixture once (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("factory_runtime")
+
 HERE = Path(__file__).parent
 
 

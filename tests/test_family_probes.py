@@ -13,6 +13,9 @@ pytest.importorskip("keras")
 
 from maskfix.verify.runtime import detect_runtime, run_jobs  # noqa: E402
 
+# One xdist worker builds this module's shared fixture once (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("family_probes")
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 # fixture -> the probes its original fails

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# One xdist worker builds this module's shared fixture once (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("family_runtime")
+
 HERE = Path(__file__).parent
 FIXTURES = HERE / "fixtures"
 

@@ -15,6 +15,9 @@ pytest.importorskip("keras")
 
 from maskfix.verify.runtime import detect_runtime, run_jobs  # noqa: E402
 
+# One xdist worker builds this module's shared fixture once (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("fixture_probes")
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 # fixture -> (decoder class, constructor overrides, probe modes)

@@ -16,6 +16,9 @@ import pytest
 
 pytest.importorskip("pre_commit")
 
+# One xdist worker builds this module's shared fixture once (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("precommit")
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "book_tf"
 KEEP_GIT_VARS = {"GIT_EXEC_PATH", "GIT_SSH", "GIT_SSH_COMMAND", "GIT_SSL_CAINFO", "GIT_SSL_NO_VERIFY", "GIT_ASKPASS"}

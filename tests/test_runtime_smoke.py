@@ -12,6 +12,9 @@ import pytest
 
 pytest.importorskip("keras")
 
+# One xdist worker builds this module's shared fixture once (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("runtime_smoke")
+
 HERE = Path(__file__).parent
 CASES = [("kerasio_tf", "tf_keras", "DecoderBlock"), ("kerasio_keras3", "tensorflow", "TransformerDecoder"),
          ("book_tf", "tf_keras", "TransformerDecoder")]

@@ -17,6 +17,9 @@ from pytest_lsp.client import DEFAULT_CLIENT_FEATURES, register_lsp_features
 from maskfix import engine
 from maskfix.codes import help_uri
 
+# One xdist worker builds this module's shared fixture once (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("server")
+
 FIXTURES = Path(__file__).parent / "fixtures"
 CAUSAL = FIXTURES / "causal_only"
 NOTEBOOK = FIXTURES / "notebooks" / "jupyter.ipynb"

@@ -19,6 +19,9 @@ from transforms import MAIN, TRANSFORMS  # noqa: E402
 
 from maskfix.verify.runtime import detect_runtime, run_jobs  # noqa: E402
 
+# One xdist worker builds this module's shared fixture once (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("metamorphic_probes")
+
 _spec = importlib.util.spec_from_file_location("fixture_probes", FIXTURES.parent / "test_fixture_probes.py")
 _probes = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_probes)

@@ -8,6 +8,9 @@ from maskfix.verify.corpus import (DROPPED, END_ID, PAD_ID, PLAIN, RATIO_BUCKETS
                                    bucket_batches, length_buckets, make_lexicon, make_ratio_corpus,
                                    majority_token, pad_batch, ratio, ratio_bucket, stratified_split)
 
+# One xdist worker builds this module's shared fixture once (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("corpus")
+
 
 @pytest.fixture(scope="module")
 def corpus():

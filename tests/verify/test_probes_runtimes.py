@@ -10,6 +10,9 @@ from maskfix.verify.results import ProbeResult, assert_all_passed, assert_failed
 
 from verify_support import RUNTIME_LABELS
 
+# One xdist worker starts the session's runtimes (conftest.runtime_results) once.
+pytestmark = pytest.mark.xdist_group("runtime_results")
+
 # What the original example gets wrong, per runtime. These are deterministic facts:
 # * tf_keras fills `mask=` from the decoder input, so the cross-attention is causal over source
 #   positions (step 0 sees source position 0 only) and S != T crashes; the value mask that

@@ -100,6 +100,7 @@ def test_notebook_syntax_error_names_the_cell(tmp_path, capsys):
     assert "maskfix-verify-" not in out + err and "nb.py" not in out + err
 
 
+@pytest.mark.xdist_group("runtime_results")
 @pytest.mark.parametrize("label", ["keras3/torch"])
 def test_width_follows_init_or_cannot_run(runtime_results, label):
     """The layers of verify_support.WIDE_DECODERS, probed in the session's torch worker."""
