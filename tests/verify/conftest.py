@@ -9,7 +9,7 @@ import pytest
 
 from maskfix.verify.runtime import ALL_RUNTIMES, start_jobs
 
-from verify_support import JOB_NAMES, extra_jobs, fixed_example, flavour_of, jobs_for
+from verify_support import JOB_NAMES, TRAINED_LABELS, extra_jobs, fixed_example, flavour_of, jobs_for
 
 
 class RuntimeResults:
@@ -26,8 +26,9 @@ class RuntimeResults:
                 fixed[flavour] = fixed_example(flavour, tmp_path_factory.mktemp(f"fixed_{flavour}"))
             tmp = tmp_path_factory.mktemp(rt.label.replace("/", "_"))
             # One thread each: four workers share the machine.
-            self._pending[rt.label] = start_jobs(
-                rt, jobs_for(flavour, fixed[flavour], tmp, extra_jobs(rt.label, fixed[flavour], tmp)), threads=1)
+            jobs = jobs_for(flavour, fixed[flavour], tmp, extra_jobs(rt.label, fixed[flavour], tmp),
+                            train=rt.label in TRAINED_LABELS)
+            self._pending[rt.label] = start_jobs(rt, jobs, threads=1)
         self._done = {}
 
     def get(self, label: str) -> dict:

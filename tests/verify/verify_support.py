@@ -16,6 +16,11 @@ from maskfix.verify.runtime import ALL_RUNTIMES
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parents[1] / "examples"
 RUNTIME_LABELS = [rt.label for rt in ALL_RUNTIMES]
+# Every runtime is probed; the brief training runs on each Keras flavour and on every Keras 3
+# backend but JAX, whose compilation for every batch shape costs more CPU than the other three
+# trainings together (about 45 s a run).  MASKFIX_FULL=1 trains on JAX too.
+FULL = os.environ.get("MASKFIX_FULL") == "1"
+TRAINED_LABELS = [label for label in RUNTIME_LABELS if FULL or label != "keras3/jax"]
 
 # Brief training shared by the runtimes: tiny model, a few hundred pairs of every length ratio in
 # length-bucketed batches. bench/verification_report.py trains longer and bigger.
@@ -121,11 +126,12 @@ def no_causal_mutant(fixed: Path, tmp_path: Path) -> Path:
 JOB_NAMES = ("original", "fixed", "mutant", "extra", "repeat")
 
 
-def jobs_for(flavour: str, fixed: Path, tmp_path: Path, extra: list = None) -> list:
+def jobs_for(flavour: str, fixed: Path, tmp_path: Path, extra: list = None, train: bool = True) -> list:
     """Worker jobs for one runtime: original, fixed, the no-causal mutant of the fixed one, and
-    optional extra jobs ``{"path": ..., "tasks": [...]}`` that ride in the same worker."""
+    optional extra jobs ``{"path": ..., "tasks": [...]}`` that ride in the same worker.  The
+    original and the fixed one are probed, mapped for influence and, if ``train``, trained."""
     probes = [{"kind": "layer_probes"}, {"kind": "model_probes"}]
-    train = [dict(kind="train_ratio", **TRAIN_RATIO), {"kind": "influence"}]
+    train = ([dict(kind="train_ratio", **TRAIN_RATIO)] if train else []) + [{"kind": "influence"}]
     jobs = [
         {"path": str(original_example(flavour)), "tasks": probes + train},
         {"path": str(fixed), "tasks": probes + train},
