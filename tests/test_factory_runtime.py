@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("tf_keras")
+from maskfix.verify.runtime import TF_KERAS, missing_modules
+
+# Checked without importing: Keras runs in the probe subprocesses, and importing TensorFlow at
+# collection would cost every xdist worker seconds of CPU and a gigabyte of memory.
+MISSING = missing_modules(TF_KERAS)
+if MISSING:
+    pytest.skip(f"{', '.join(MISSING)} not installed", allow_module_level=True)
 
 # One xdist worker builds this module's shared fixture once (pyproject: --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("factory_runtime")

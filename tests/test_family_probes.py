@@ -9,9 +9,13 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("keras")
+from maskfix.verify.runtime import TF_KERAS, Runtime, detect_runtime, missing_modules, run_jobs  # noqa: E402
 
-from maskfix.verify.runtime import detect_runtime, run_jobs  # noqa: E402
+# Checked without importing: Keras runs in the probe subprocesses, and importing TensorFlow at
+# collection would cost every xdist worker seconds of CPU and a gigabyte of memory.
+MISSING = missing_modules(TF_KERAS) + missing_modules(Runtime("keras3"))
+if MISSING:
+    pytest.skip(f"{', '.join(MISSING)} not installed", allow_module_level=True)
 
 # One xdist worker builds this module's shared fixture once (pyproject: --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("family_probes")

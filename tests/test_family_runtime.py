@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from maskfix.verify.runtime import Runtime, missing_modules
+
 # One xdist worker builds this module's shared fixture once (pyproject: --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("family_runtime")
 
@@ -34,8 +36,9 @@ CASES = {
 @pytest.fixture(scope="module")
 def probed():
     """{(fixture, 'before'|'after'): result}, one process per runtime."""
-    pytest.importorskip("keras")
-    pytest.importorskip("tf_keras")
+    missing = missing_modules(Runtime("tf_keras")) + missing_modules(Runtime("keras3"))  # not imported here
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed")
     out = {}
     for env in (TF_KERAS, KERAS3):
         keys = [(f, w) for f, (_, e) in CASES.items() if e is env for w in ("before", "after")]

@@ -10,7 +10,13 @@ from test_cli_notebooks import make_notebook  # noqa: E402
 
 from maskfix.cli import main  # noqa: E402
 
-pytest.importorskip("tf_keras")
+from maskfix.verify.runtime import TF_KERAS, missing_modules  # noqa: E402
+
+# Checked without importing: Keras runs in the probe subprocesses, and importing TensorFlow at
+# collection would cost every xdist worker seconds of CPU and a gigabyte of memory.
+MISSING = missing_modules(TF_KERAS)
+if MISSING:
+    pytest.skip(f"{', '.join(MISSING)} not installed", allow_module_level=True)
 
 
 def test_verify_a_notebook_before_and_after_rewrite(tmp_path, capsys):
