@@ -11,6 +11,7 @@ import importlib.util
 import inspect
 import json
 import os
+import random
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -20,9 +21,24 @@ SRC = np.array([[4, 5, 6, 7, 0, 0, 0], [8, 9, 0, 0, 0, 0, 0]])  # S = 7
 TGT = np.array([[1, 2, 3, 0, 0], [1, 2, 0, 0, 0]])  # T = 5
 
 
+def seed_everything(seed=0):
+    """Fixed weights for every module: a greedy decode of random weights can turn the last-bit
+    differences between two source lengths into a different token (about one run in five)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    import tensorflow as tf
+
+    tf.random.set_seed(seed)
+    if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
+        import keras
+
+        keras.utils.set_random_seed(seed)
+
+
 def probe(path, name):
     spec = importlib.util.spec_from_file_location(f"padding_{abs(hash(path))}", path)
     mod = importlib.util.module_from_spec(spec)
+    seed_everything()
     try:
         spec.loader.exec_module(mod)
         fn = getattr(mod, name)
