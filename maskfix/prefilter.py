@@ -30,8 +30,8 @@ HUB_MASKS = (b"encoder_padding_mask", b"encoder_attention_mask")
 NEEDLES = (DECODER, LAZY, *TRIANGLES)
 _TRI = re.compile(rb"tri[lu]\(")  # one scan for two needles: bytes.find would scan twice
 
-# ``self.x = MultiHeadAttention(...)``, also inside a list or a comprehension
-_DECODER = re.compile(rb"self\.\w+\s*(?::[^=\n]+)?=\s*(?:[\[(][^=]{0,200}?)?[\w.]*MultiHeadAttention\s*\(")
+# ``self.x = MultiHeadAttention(...)``, also inside a list, a dict or a comprehension
+_DECODER = re.compile(rb"self\.\w+\s*(?::[^=\n]+)?=\s*(?:[\[({][^=]{0,200}?)?[\w.]*MultiHeadAttention\s*\(")
 # ``def compute_mask(self, inputs, mask...):`` with ``if mask is None: return None`` in its body
 # a decoder built as a functional model applies a new MultiHeadAttention next to Inputs
 _BUILT = re.compile(rb"MultiHeadAttention\s*\(")

@@ -434,3 +434,26 @@ def test_keras_hub_decoders_kept_in_lists_are_read_in_their_loops():
     for attr in ("self.blocks", "self.more"):
         assert codes_of(HUB_STACK.format(attr=attr, ids="tgt")) == ["MF001"], attr
         assert codes_of(HUB_STACK.format(attr=attr, ids="src")) == [], attr
+
+
+DICT_OF_LAYERS = """
+import tensorflow as tf
+from tensorflow.keras import layers
+
+
+class Decoder(layers.Layer):
+    def __init__(self):
+        super().__init__()
+        self.attn = {"self": layers.MultiHeadAttention(2, 8), "cross": layers.MultiHeadAttention(2, 8)}
+
+    def call(self, x, enc, mask=None):
+        pad = tf.cast(mask[:, tf.newaxis, :], "int32")
+        h = self.attn["self"](query=x, value=x, key=x, use_causal_mask=True)
+        return self.attn["cross"](query=h, value=enc, key=enc, attention_mask=pad)
+"""
+
+
+def test_attention_layers_kept_in_a_dict_are_found_by_the_cli(tmp_path, capsys):
+    (tmp_path / "decoder.py").write_text(DICT_OF_LAYERS)
+    assert cli.main(["check", "--no-cache", str(tmp_path)]) == 1
+    assert "decoder.py:14:" in capsys.readouterr().out
