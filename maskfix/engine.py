@@ -150,21 +150,19 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
                 continue
             defined[u.key] = {n: s for n, s in mine.items() if n in own}
             wrappers.update(defined[u.key])
+    for u in units:  # the attention layers each source can see: those it imports, and its own
+        u.visible = {n: s for n, s in wrappers.items() if n in u.imported or u.star}
+        u.visible.update(defined.get(u.key, {}))
     # One abstract interpretation of the run: each source's values, followed into the others.
     symbols = Symbols([(u.key, u.module) for u in units])
     loaded = {u.key: u for u in units}
     programs: Dict[str, ModuleValues] = {}
 
     def values_of(key: str) -> Optional[ModuleValues]:
-        if key not in programs:
-            if key not in loaded:
-                return None
+        if key not in programs and key in loaded:
             u = loaded[key]
-            visible = {n: s for n, s in wrappers.items() if n in u.imported or u.star}
-            visible.update(defined.get(u.key, {}))
-            u.visible = visible
-            programs[key] = ModuleValues(u.module, Attentions(_runtime(u.module), visible), key, symbols, values_of)
-        return programs[key]
+            programs[key] = ModuleValues(u.module, Attentions(_runtime(u.module), u.visible), key, symbols, values_of)
+        return programs.get(key)
 
     analysed: List[_Unit] = []
     for done, u in enumerate(units):

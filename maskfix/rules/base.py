@@ -17,7 +17,7 @@ from ..flow.factories import Factory, LayerClass, layer_classes
 from ..flow.hops import Hop, Route, swapped_hops
 from ..flow.paths import PathCall, divergent_paths
 from ..flow.attention import Signature
-from ..flow.values import ModuleValues, module_values
+from ..flow.values import ModuleValues
 from ..rewrite import Edits, Style
 from ..symbols import Symbols
 
@@ -59,17 +59,13 @@ class Context:
     others: Sequence[Tuple[str, cst.Module, Set[str]]] = ()
     symbols: Optional[Symbols] = None  # the run's classes and functions, as each source sees them
     peers: Dict[str, "Context"] = field(default_factory=dict)  # every source's context, by key
-    values_of: Optional[Callable[[str], Optional[ModuleValues]]] = None  # the run's values, by source key
+    values_of: Callable[[str], Optional[ModuleValues]] = lambda key: None  # the run's values, by source key
     computed: Dict[str, object] = field(default_factory=dict, repr=False)
 
     def values(self) -> ModuleValues:
-        """The abstract mask values of this source, followed into the run's other sources."""
-        if self.values_of is not None:
-            found = self.values_of(self.key)
-            if found is not None:
-                return found
-        return module_values(self.module, self.facts.dialect.runtime, self.attentions, self.key, self.symbols,
-                             lambda key: self.peers[key].values() if key in self.peers else None)
+        """The abstract mask values of this source, followed into the run's other sources (the
+        engine's one interpretation of the run)."""
+        return self.values_of(self.key)
 
     def layer_classes(self) -> Dict[str, LayerClass]:
         """The layer classes this source can use: its own and those it imports from the run."""
