@@ -1053,21 +1053,12 @@ def _keras_built(cls: cst.ClassDef) -> set:
     return out
 
 
-# id(module) -> (module, values): built once per analysed module, on first use by a rule.
-_CACHE: Dict[int, Tuple[cst.Module, ModuleValues]] = {}
-
-
 def module_values(module: cst.Module, runtime: str, wrappers: Optional[Dict] = None, key: Optional[str] = None,
                   symbols: Optional[Symbols] = None,
                   peer: Optional[Callable[[str], Optional[ModuleValues]]] = None) -> ModuleValues:
-    """The values of ``module``; with the run's ``symbols`` and ``peer``, across its sources (see
-    ``ModuleValues``)."""
-    hit = _CACHE.get(id(module))
-    if hit is None or hit[0] is not module:
-        if len(_CACHE) > 4:
-            _CACHE.clear()
-        hit = _CACHE[id(module)] = (module, ModuleValues(module, Attentions(runtime, wrappers), key, symbols, peer))
-    return hit[1]
+    """The values of ``module`` under ``runtime``; with the run's ``symbols`` and ``peer``, across
+    its sources (see ``ModuleValues``).  The engine builds one per source for a whole run."""
+    return ModuleValues(module, Attentions(runtime, wrappers), key, symbols, peer)
 
 
 def same_expression(a: Optional[cst.CSTNode], b: Optional[cst.CSTNode]) -> bool:
