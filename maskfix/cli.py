@@ -9,7 +9,7 @@ stderr and never stop the others.
 from __future__ import annotations
 
 import argparse
-import importlib
+import functools
 import os
 import re
 import shlex
@@ -36,7 +36,8 @@ from .files import (
 )
 from .limits import TooDeep
 from .outcome import Outcome
-from .prefilter import Imports, might_match
+from .preload import LoadAhead
+from .prefilter import Imports, might_match, module_name
 from .report import FORMATS, Diagnostic, Failure, render
 
 
@@ -237,10 +238,27 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
         if args.paths == ["-"]:
             return _analyse(run, fix, codes)
     progress = _Progress(not args.quiet)
-    others: List[str] = []
+    others: List[str] = []  # files the screens rejected, in discovery order
     paths = [p for p in args.paths if p != "-"]
     screens = _open_cache(args, settings)
-    for path, problem, (kind, payload), sig in _screen_all(discover_stat(paths, settings.exclude), args.jobs, screens):
+    ahead = LoadAhead()
+    wanted = Imports()  # what the parsed files import
+    by_module: Optional[Dict[str, List[int]]] = None  # others by module name, once anything is imported
+    read_early: Dict[str, bytes] = {}
+    parsed: List[str] = []
+
+    def look_ahead(path: str) -> None:
+        # a file defining what a parsed file imports will be analysed too: parse it while screening
+        try:
+            raw = read_early[path] = read_bytes(path)
+            item = _prepare(path, Path(path), raw) if wanted.wants(raw, path) else None
+            if item is not None:
+                ahead.add(_key(run, path), item.source)
+        except FileError:
+            pass  # reported when it is read again below
+
+    for path, problem, (kind, payload), sig in _screen_all(discover_stat(paths, settings.exclude), args.jobs,
+                                                           screens, ahead):
         run.files_seen += 1
         progress.tick(run.files_seen)
         if screens is not None and sig is not None:
@@ -259,43 +277,77 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
             run.errors.append((path, payload))
         elif kind == "other":
             others.append(path)  # defines nothing to report, but may call a decoder defined elsewhere
+            if by_module is not None:
+                module = module_name(path)
+                by_module.setdefault(module, []).append(len(others) - 1)
+                if ahead.enabled and module in wanted.modules:
+                    look_ahead(path)
         elif kind == "parse":
             try:
                 item = _prepare(path, Path(path), payload)
                 if item is not None:
+                    key = _key(run, path)
+                    run.inputs[key] = item
+                    parsed.append(key)
+                    ahead.add(key, item.source)
+                    if item.notebook is None:
+                        known = set(wanted.modules)
+                        wanted.add(item.raw)
+                        if wanted and by_module is None:
+                            by_module = _by_module(others)
+                        if ahead.enabled:
+                            for module in wanted.modules - known:
+                                for i in by_module.get(module, ()):
+                                    look_ahead(others[i])
+            except FileError as exc:
+                run.errors.append((path, str(exc)))
+    # Files that define a class the parsed files import (or a module they import with *): a decoder
+    # layer there may hold a finding that none of the screens' words show.
+    if wanted and others:
+        by_module = by_module if by_module is not None else _by_module(others)
+        for i in sorted(i for module in wanted.modules for i in by_module.get(module, ())):
+            path = others[i]
+            try:
+                raw = read_early.pop(path, None)
+                raw = read_bytes(path) if raw is None else raw
+                item = _prepare(path, Path(path), raw) if wanted.wants(raw, path) else None
+                if item is not None:
                     run.inputs[_key(run, path)] = item
             except FileError as exc:
                 run.errors.append((path, str(exc)))
-    _analyse(run, fix, codes, progress, screens)
-    # decoders, attention layers and mask factories defined in the parsed files, used from the others
-    names = {n for o in run.outcomes.values() for n in (*o.decoders, *o.attention_layers, *o.mask_factories)}
-    # what the parsed files import: a decoder layer whose finding lies in its own file
-    wanted = Imports()
-    for item in run.inputs.values():
-        if item.notebook is None:
-            wanted.add(item.raw)
-    if (names or wanted) and others:
-        # Files that only call a decoder class defined elsewhere, or define a class used there.
+    loaded = ahead.finish()
+    _analyse(run, fix, codes, progress, screens, loaded)
+    # Files that only call a decoder class, or use an attention layer or a mask factory, that the
+    # parsed files define.
+    names = {n for k in parsed if k in run.outcomes
+             for n in (*run.outcomes[k].decoders, *run.outcomes[k].attention_layers, *run.outcomes[k].mask_factories)}
+    if names and others:
         needles = [n.encode() for n in names]
         before = len(run.inputs)
         for path in others:
-            candidate = wanted.may_define(path)
-            if not needles and not candidate:
-                continue  # by its name, it defines nothing they import: not worth reading
+            if _key(run, path) in run.inputs:
+                continue
             try:
                 raw = read_bytes(path)
-                keep = any(n in raw for n in needles) or (candidate and wanted.wants(raw, path))
-                item = _prepare(path, Path(path), raw) if keep else None
+                item = _prepare(path, Path(path), raw) if any(n in raw for n in needles) else None
                 if item is not None:
                     run.inputs[_key(run, path)] = item
             except FileError as exc:
                 run.errors.append((path, str(exc)))
         if len(run.inputs) > before:  # the same sources again would give the same outcomes
-            _analyse(run, fix, codes, progress, screens)
+            _analyse(run, fix, codes, progress, screens, loaded)
     progress.done()
     if screens is not None:
         screens.save()
     return run
+
+
+def _by_module(paths: List[str]) -> Dict[str, List[int]]:
+    """The indices of ``paths`` by the module name each is imported by."""
+    found: Dict[str, List[int]] = {}
+    for i, path in enumerate(paths):
+        found.setdefault(module_name(path), []).append(i)
+    return found
 
 
 def _open_cache(args, settings: Settings) -> Optional[ScreenCache]:
@@ -364,12 +416,14 @@ def _screen_chunk(paths: List[str]) -> List[Tuple[str, object]]:
     return [_screen_file(p) for p in paths]
 
 
-def _screen_all(found, jobs: int, screens: Optional[ScreenCache] = None):
+def _screen_all(found, jobs: int, screens: Optional[ScreenCache] = None, ahead: Optional[LoadAhead] = None):
     """Yield ``(path, discovery problem, screen result, (real path, stat signature))`` in discovery order, on
     ``jobs`` processes; files the cache knows unchanged are not read.
 
-    Chunks go to the workers while the walk goes on, so discovery overlaps screening.
+    Chunks go to the workers while the walk goes on, so discovery overlaps screening.  Once the
+    workers run, ``ahead`` is enabled, and started when a worker passes a file.
     """
+    ahead = ahead if ahead is not None else LoadAhead()
     jobs = jobs or _cpu_count()
 
     def entries():
@@ -403,7 +457,8 @@ def _screen_all(found, jobs: int, screens: Optional[ScreenCache] = None):
                 executor = _pool(jobs)
             try:
                 future = executor.submit(_screen_chunk, paths)
-                future.add_done_callback(_preload_engine)
+                ahead.enabled = True  # the workers are forked by now
+                future.add_done_callback(functools.partial(_start_loading, ahead))
                 pending.append((list(batch), future))
             except _broken_pool():
                 pending.append((list(batch), None))
@@ -425,6 +480,7 @@ def _screen_all(found, jobs: int, screens: Optional[ScreenCache] = None):
                 if results is None:
                     # A worker died (a crash in a parser): screen this chunk again, isolated,
                     # so that only the file it died on is lost.
+                    ahead.drain()  # no fork while a module is half imported
                     results = _screen_isolated([e[0] for e in done if not e[1] and not e[3]], _fork_context())
             yield from _merge(done, iter(results))
     finally:
@@ -432,23 +488,13 @@ def _screen_all(found, jobs: int, screens: Optional[ScreenCache] = None):
             executor.shutdown()
 
 
-_preloading: List[threading.Thread] = []  # at most one: the import of the engine
-_preload_lock = threading.Lock()
-
-
-def _preload_engine(future) -> None:
-    """Once a worker has screened a file that the analysis must see, import the engine (LibCST
-    above all, most of what one such file costs) in the background while the workers screen the
-    rest of the tree.  Only after the workers have been forked: a fork during an import could
-    leave a module lock held in the child."""
+def _start_loading(ahead: LoadAhead, future) -> None:
+    """Once a worker has passed a file that the analysis must see, start loading ahead (LibCST's
+    import above all, most of what one such file costs) while the workers screen the rest."""
     if future.cancelled() or future.exception() is not None:
         return
     if any(kind == "parse" for kind, _ in future.result()):
-        with _preload_lock:
-            if not _preloading:
-                _preloading.append(threading.Thread(target=importlib.import_module,
-                                                    args=(f"{__package__}.engine",), daemon=True))
-                _preloading[0].start()
+        ahead.start()
 
 
 def _fork_context():
@@ -473,8 +519,6 @@ def _broken_pool() -> type:
 
 def _screen_isolated(paths: List[str], context) -> List[Tuple[str, object]]:
     """Screen ``paths`` in child processes; a file that kills its child is reported, the rest go on."""
-    for thread in _preloading:
-        thread.join()  # no fork while a module is half imported
     results: List[Tuple[str, object]] = []
     while len(results) < len(paths):
         reader, writer = context.Pipe(duplex=False)
@@ -524,7 +568,7 @@ def _cpu_count() -> int:
 
 
 def _analyse(run: Run, fix: bool, codes: Sequence[str], progress: Optional[_Progress] = None,
-             screens: Optional[ScreenCache] = None) -> Run:
+             screens: Optional[ScreenCache] = None, loaded: Optional[dict] = None) -> Run:
     if not run.inputs or not codes:
         return run
     key = None
@@ -538,7 +582,7 @@ def _analyse(run: Run, fix: bool, codes: Sequence[str], progress: Optional[_Prog
 
     # the selected rules are the only ones that report or rewrite
     run.outcomes = engine.run({k: v.source for k, v in run.inputs.items()}, fix=fix, select=codes,
-                              progress=progress.analysing if progress is not None else None)
+                              progress=progress.analysing if progress is not None else None, loaded=loaded)
     if key is not None and all(o.clean() for o in run.outcomes.values()):
         screens.mark_clean(key)
     return run

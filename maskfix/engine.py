@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Set
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Union
 
 import libcst as cst
 
@@ -25,7 +25,7 @@ from .positions import LazyPositions
 from .rewrite import Edits, Style, apply
 from .rules import Context, Problem, active_rules, is_selected
 from .symbols import STAR, Symbols, imported_names
-from .syntax import forget_trees, index_tree, iter_nodes
+from .syntax import TreeIndex, adopt_index, forget_trees, index_tree, iter_nodes
 
 
 @dataclass
@@ -42,6 +42,7 @@ class _Unit:
     star: bool = False  # ``from x import *``: every name the run defines may be visible
     visible: Dict[str, Signature] = field(default_factory=dict)  # attention wrappers this source can use
     original: str = ""  # the file as given, when ``source`` is a slice of it (fewer lines)
+    index: Optional[TreeIndex] = None
 
 
 def _runtime(module: cst.Module) -> str:
@@ -50,20 +51,61 @@ def _runtime(module: cst.Module) -> str:
 
 def run(sources: Dict[str, str], fix: bool = False,
         select: Optional[Sequence[str]] = None,
-        progress: Optional[Callable[[int, int, str], None]] = None) -> Dict[str, Outcome]:
+        progress: Optional[Callable[[int, int, str], None]] = None,
+        loaded: Optional[Mapping[str, "Loaded"]] = None) -> Dict[str, Outcome]:
     """Analyse ``{key: source}`` together; rewrite when ``fix``.
 
     ``select`` (codes or prefixes, default all) chooses the rules that report and fix.
     ``progress(done, total, key)`` is called as each source's parsing and analysis starts.
+    ``loaded``: sources already parsed by ``load``, by key; one whose text differs is parsed again.
     """
-    return limits.call_with_deep_stack(_run_and_forget, sources, fix, select, progress)
+    return limits.call_with_deep_stack(_run_and_forget, sources, fix, select, progress, loaded or {})
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A source parsed and indexed ahead of the runs that will be given it (``load``)."""
+
+    key: str
+    source: str
+    unit: Optional["_Unit"]  # None when the source cannot be analysed ...
+    error: Optional[str]  # ... for this reason
+
+    def fresh(self) -> Union["_Unit", Outcome]:
+        """What ``run`` would have made of the source itself: a new unit over the same tree."""
+        if self.unit is None:
+            return Outcome(error=self.error)
+        u = self.unit
+        if u.index is not None:
+            adopt_index(u.index)  # a run forgets the trees it indexed; this one is used again
+        return _Unit(u.key, u.source, u.module, None, set(u.imported), hidden=u.hidden, original=u.original,
+                     star=u.star, index=u.index)
+
+
+def load(key: str, source: str) -> Optional[Loaded]:
+    """Parse and index ``source`` as ``run`` would, under the same time limit per file, for later
+    runs; None for a source whose parse depends on the run's other sources (a large file is sliced
+    by what they name).  Needs a deep stack, as ``run`` has (``limits.call_with_deep_stack``)."""
+    if slicing.needs_slicing(source):
+        return None
+    timer = limits.FileTimer()
+    try:
+        with timer.limit():
+            result = _load(key, source)
+    except limits.OutOfTime:
+        result = Outcome(error=timer.reason())
+    finally:
+        timer.close()
+    if isinstance(result, Outcome):
+        return Loaded(key, source, None, result.error)
+    return Loaded(key, source, result, None)
 
 
 def _run_and_forget(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
-                    progress=None) -> Dict[str, Outcome]:
+                    progress=None, loaded: Mapping[str, Loaded] = {}) -> Dict[str, Outcome]:
     timer = limits.FileTimer()
     try:
-        return _run(sources, fix, select, timer, progress)
+        return _run(sources, fix, select, timer, progress, loaded)
     finally:
         timer.close()
         forget_trees()
@@ -95,9 +137,9 @@ def _load(key: str, source: str, elsewhere: Callable[[], Set[str]] = set):
     except RecursionError:
         return Outcome(error="cannot parse: nesting too deep")
     try:
-        index_tree(module)
+        index = index_tree(module)
         names = imported_names(module)
-        unit = _Unit(key, source, module, None, set(names) - {STAR}, hidden=hidden, original=original)
+        unit = _Unit(key, source, module, None, set(names) - {STAR}, hidden=hidden, original=original, index=index)
         unit.star = STAR in names
     except Exception as exc:  # one file's surprise must not stop the others
         return Outcome(error=_internal_error(exc))
@@ -113,7 +155,7 @@ def _set_aside_deep_statements(source: str) -> limits.Hidden:
 
 
 def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
-         timer: limits.FileTimer, progress=None) -> Dict[str, Outcome]:
+         timer: limits.FileTimer, progress=None, ready: Mapping[str, Loaded] = {}) -> Dict[str, Outcome]:
     outcomes: Dict[str, Outcome] = {}
     units: List[_Unit] = []
     words: Dict[str, Set[str]] = {}
@@ -127,9 +169,13 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
     for done, (key, source) in enumerate(sources.items()):
         if progress is not None:
             progress(done, len(sources), key)
+        early = ready.get(key)
         try:
-            with timer.limit():
-                loaded = _load(key, source, lambda key=key: elsewhere(key))
+            if early is not None and early.source == source:
+                loaded = early.fresh()
+            else:
+                with timer.limit():
+                    loaded = _load(key, source, lambda key=key: elsewhere(key))
         except limits.OutOfTime:
             loaded = Outcome(error=timer.reason())
         if isinstance(loaded, Outcome):

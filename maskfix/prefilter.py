@@ -5,7 +5,8 @@ Every finding needs some words in the file: a decoder stores a
 one next to ``Input``s); a lazy embedding mask is a ``compute_mask`` with an
 ``if mask is None: return None`` guard in its body; a standalone mask factory
 is a function of two parameters that builds its look-ahead mask with a
-triangle op and returns three masks (or a name it binds them to): the returned
+triangle op (in its own body, or in a function of the file it calls by name,
+at any remove) and returns three masks (or a name it binds them to): the returned
 tuple is read over the lines its brackets join, and its commas are counted
 outside brackets, so a function that merely calls something with three
 arguments does not pass; keras_hub's (or keras_nlp's) ``TransformerDecoder``
@@ -47,6 +48,11 @@ _TWO_PARAMS = re.compile(
     rb"(?P<body>(?:(?P=ind)[ \t]+[^\n]*\r?\n|[ \t]*\r?\n)*)",
     re.M,
 )
+# any function, with its indented body (a signature over several lines counts as body)
+_DEF = re.compile(rb"^(?P<ind>[ \t]*)def\s+(?P<name>\w+)\s*\([^\n]*\n(?P<body>(?:(?P=ind)[ \t]+[^\n]*\r?\n|[ \t]*\r?\n)*)",
+                  re.M)
+_TRIANGLE = re.compile(rb"band_part|tri[lu]\(")
+_CALL = re.compile(rb"(\w+)\s*\(")
 # ... that returns three things (a tuple, or a name it binds one to)
 _RETURN = re.compile(rb"^[ \t]*return\b[ \t]*(?=\S)", re.M)
 _STRING = re.compile(rb"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"")
@@ -106,7 +112,34 @@ def _returns_triple(body: bytes) -> bool:
 
 
 def _factory_like(raw: bytes) -> bool:
-    return any(_returns_triple(m.group("body")) for m in _TWO_PARAMS.finditer(raw))
+    """A function of two parameters returning three masks, with a triangle op in its body or in a
+    function it calls (by name, at any remove)."""
+    helpers = None
+    for m in _TWO_PARAMS.finditer(raw):
+        body = m.group("body")
+        if not _returns_triple(body):
+            continue
+        if helpers is None:
+            helpers = _triangle_functions(raw)
+        if _TRIANGLE.search(body) or not helpers.isdisjoint(_CALL.findall(body)):
+            return True
+    return False
+
+
+def _triangle_functions(raw: bytes) -> set:
+    """Names of the functions that hold a triangle op or call one that does."""
+    found, calls = set(), {}
+    for m in _DEF.finditer(raw):
+        body = m.group("body")
+        if _TRIANGLE.search(body):
+            found.add(m.group("name"))
+        calls.setdefault(m.group("name"), set()).update(_CALL.findall(body))
+    grown = True
+    while grown:
+        new = {name for name, called in calls.items() if name not in found and not called.isdisjoint(found)}
+        found |= new
+        grown = bool(new)
+    return found
 
 
 def might_match(raw: bytes, notebook: bool = False) -> bool:
@@ -139,7 +172,7 @@ class Imports:
     def __init__(self) -> None:
         self.names: dict = {}  # class name as spelled where it is defined -> modules it comes from
         self.star_modules: set = set()  # modules imported with ``*``
-        self.modules: set = set()  # every module named: the only files worth reading
+        self.modules: set = set()  # every module named (``module_name``): the only files worth reading
 
     def add(self, raw: bytes) -> None:
         for m in _FROM_IMPORT.finditer(raw):
@@ -155,10 +188,6 @@ class Imports:
 
     def __bool__(self) -> bool:
         return bool(self.modules)
-
-    def may_define(self, path: str) -> bool:
-        """Whether the file at ``path`` is one of the modules named, by its name alone."""
-        return module_name(path) in self.modules
 
     def wants(self, raw: bytes, path: str) -> bool:
         """Whether the file ``raw`` at ``path`` defines what they import from it."""

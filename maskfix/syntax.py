@@ -211,9 +211,14 @@ _INDEX: Dict[int, TreeIndex] = {}
 def index_tree(module: cst.Module) -> TreeIndex:
     """Make subtree walks over ``module`` cheap, and its derived facts shared, until ``forget_trees``."""
     index = TreeIndex(module)
+    adopt_index(index)
+    return index
+
+
+def adopt_index(index: TreeIndex) -> None:
+    """Make ``index`` (of an earlier run, forgotten since) the index of its module again."""
     for key in index.position:
         _INDEX[key] = index
-    return index
 
 
 def forget_trees() -> None:

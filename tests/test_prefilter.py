@@ -9,7 +9,8 @@ from maskfix import cli, engine
 from maskfix.cli import main
 from maskfix.files import discover_stat
 from maskfix.notebook import Notebook, NotPythonNotebook
-from maskfix.prefilter import Imports, might_match
+from maskfix.preload import LoadAhead
+from maskfix.prefilter import Imports, might_match, module_name
 from maskfix.rules.mf004_cross_mask_from_target import CORRECT_FACTORY
 from maskfix.screen import worth_parsing
 
@@ -132,6 +133,29 @@ def test_a_two_parameter_function_returning_no_triple_fails_the_byte_prefilter(b
     assert not might_match(FACTORY.format(body=body).encode())
 
 
+HELPED = (
+    "import tensorflow as tf\n\n"
+    "def ones_below(n):\n"
+    "    return tf.linalg.band_part(tf.ones((n, n)), -1, 0)\n\n"
+    "def look_ahead(n):\n"
+    "    return 1 - ones_below(n)\n\n"
+    "def {name}(inp, tar):\n"
+    "    pad = tf.cast(tf.equal(inp, 0), tf.float32)\n"
+    "    future = {call}(tf.shape(tar)[1])\n"
+    "    return pad, future, pad\n"
+)
+
+
+def test_a_factory_whose_triangle_lies_two_helpers_away_passes():
+    assert might_match(HELPED.format(name="create_masks", call="look_ahead").encode())
+
+
+def test_a_triple_returned_beside_an_unrelated_triangle_fails_the_byte_prefilter():
+    # a triangle op in the file, and a two-parameter function returning three things that never
+    # reaches it: no factory (the linear-algebra modules of TensorFlow and Keras are full of them)
+    assert not might_match(HELPED.format(name="split_three", call="tf.range").encode())
+
+
 ENCODER = (
     "import keras\n\nclass Block(keras.layers.Layer):\n"
     "    def __init__(self, dim):\n        super().__init__()\n"
@@ -160,17 +184,24 @@ def test_an_encoder_that_builds_a_mask_hiding_with_one_is_kept(mask):
 
 
 @pytest.mark.parametrize("decoder", [True, False])
-def test_workers_that_find_a_file_for_the_analysis_start_importing_the_engine(tmp_path, monkeypatch, decoder):
-    monkeypatch.setattr(cli, "_preloading", [])
+def test_workers_that_find_a_file_for_the_analysis_start_loading_ahead(tmp_path, decoder):
     for i in range(300):  # enough files for the parallel path
         (tmp_path / f"filler_{i}.py").write_text(f"x = {i}\n")
     if decoder:
         shutil.copy(FIXTURES / "book_tf" / "before.py", tmp_path / "zz_decoder.py")
-    results = list(cli._screen_all(discover_stat([str(tmp_path)]), 2))
+    ahead = LoadAhead()
+    results = list(cli._screen_all(discover_stat([str(tmp_path)]), 2, None, ahead))
     assert [r[2][0] for r in results].count("parse") == int(decoder)
-    assert len(cli._preloading) == int(decoder)
-    for thread in cli._preloading:
-        thread.join()
+    assert ahead.enabled  # the workers ran
+    started = ahead._thread is not None
+    source = (FIXTURES / "book_tf" / "before.py").read_text()
+    ahead.add("zz_decoder.py", source)
+    loaded = ahead.finish()
+    assert started == decoder
+    # the decoder's tree is built on the thread, ready for the engine
+    assert (list(loaded) == ["zz_decoder.py"]) == decoder
+    if decoder:
+        assert loaded["zz_decoder.py"].unit.module.code == source
 
 
 def test_imports_name_the_classes_and_star_modules_a_file_takes_from_elsewhere():
@@ -185,8 +216,8 @@ def test_imports_name_the_classes_and_star_modules_a_file_takes_from_elsewhere()
     assert wanted.wants(b"x = 1\n", "pkg/more.py")
     assert not wanted.wants(b"class Other:\n    pass\n", "layers.py")
     # a file is a candidate by its name alone: the others of a tree are never read for this
-    assert wanted.may_define("a/layers.py") and wanted.may_define("a/more/__init__.py")
-    assert not wanted.may_define("a/model.py") and not wanted.may_define("layers/model.py")
+    assert {module_name("a/layers.py"), module_name("a/more/__init__.py")} <= wanted.modules
+    assert module_name("a/model.py") not in wanted.modules and module_name("layers/model.py") not in wanted.modules
 
 
 LAYER_ONLY = '''import tensorflow as tf

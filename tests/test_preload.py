@@ -1,0 +1,148 @@
+"""Sources parsed ahead (engine.load, maskfix.preload) give the engine exactly what it would build
+itself: same findings, messages, positions, rewrites and errors, run after run."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from maskfix import engine, limits, syntax
+from maskfix.cli import main
+from maskfix.preload import LoadAhead
+
+sys.path.insert(0, str(Path(__file__).parent / "metamorphic"))
+from transforms import TRANSFORMS  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures"
+VARIANTS = sorted(p.name for p in FIXTURES.iterdir() if (p / "before.py").exists())
+
+
+def view(outcomes):
+    return {k: (o.error, o.new_source, [(f.code, f.line, f.column, f.message) for f in o.findings],
+                sorted(o.needs), o.notes, o.decoders) for k, o in outcomes.items()}
+
+
+def load_all(files):
+    return limits.call_with_deep_stack(lambda: {k: engine.load(k, v) for k, v in files.items()})
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("fix", [False, True], ids=["check", "rewrite"])
+def test_a_run_from_loaded_sources_is_the_run_from_text(variant, fix):
+    files = {"before.py": (FIXTURES / variant / "before.py").read_text()}
+    files.update({f"mod_{k}": v for k, v in (TRANSFORMS["sibling_module"](files["before.py"]) or {}).items()
+                  if k.endswith(".py")})
+    plain = view(engine.run(files, fix=fix))
+    loaded = load_all(files)
+    assert all(isinstance(v, engine.Loaded) for v in loaded.values())
+    # twice from the same trees: the first run forgets the indexes, the second adopts them again
+    assert view(engine.run(files, fix=fix, loaded=loaded)) == plain
+    assert view(engine.run(files, fix=fix, loaded=loaded)) == plain
+
+
+def test_fresh_units_share_the_tree_and_its_index_but_nothing_a_run_writes():
+    source = (FIXTURES / "book_tf" / "before.py").read_text()
+    loaded = load_all({"a.py": source})["a.py"]
+    syntax.forget_trees()
+    one, two = loaded.fresh(), loaded.fresh()
+    assert one.module is two.module is loaded.unit.module
+    assert syntax.tree_index(one.module) is loaded.unit.index  # adopted again after being forgotten
+    one.imported.add("Other")
+    assert "Other" not in two.imported and one.facts is None and two.visible == {}
+
+
+def test_a_loaded_source_whose_text_changed_is_parsed_again():
+    old = (FIXTURES / "book_tf" / "before.py").read_text()
+    new = (FIXTURES / "book_tf" / "after.py").read_text()
+    loaded = load_all({"a.py": old})
+    assert view(engine.run({"a.py": new}, loaded=loaded)) == view(engine.run({"a.py": new}))
+    assert view(engine.run({"a.py": new}, loaded=loaded))["a.py"][2] == []
+
+
+def test_errors_are_loaded_too_and_large_files_are_left_to_the_run():
+    loaded = load_all({"bad.py": "def f(:\n", "big.py": "x = 1\n" * 20000})
+    assert loaded["big.py"] is None  # sliced by the words of the run's other files
+    assert loaded["bad.py"].unit is None and loaded["bad.py"].error.startswith("cannot parse")
+    assert view(engine.run({"bad.py": "def f(:\n"}, loaded=loaded)) == view(engine.run({"bad.py": "def f(:\n"}))
+
+
+def test_load_ahead_does_nothing_until_enabled_and_started():
+    ahead = LoadAhead()
+    ahead.add("a.py", "x = 1\n")
+    ahead.start()
+    assert ahead.finish() == {}
+    ahead = LoadAhead()
+    ahead.enabled = True
+    ahead.add("a.py", "x = 1\n")  # queued before the thread starts: loaded once it does
+    ahead.start()
+    ahead.drain()
+    ahead.add("b.py", "y = 2\n")
+    loaded = ahead.finish()
+    assert sorted(loaded) == ["a.py", "b.py"] and loaded["b.py"].unit.module.code == "y = 2\n"
+
+
+LAYER = '''import tensorflow as tf
+
+
+class Heads(tf.keras.layers.Layer):
+    def call(self, v, k, q, mask):
+        return q
+
+
+class TargetLayer(tf.keras.layers.Layer):
+    def __init__(self):
+        super().__init__()
+        self.att_self = Heads()
+        self.att_memory = Heads()
+
+    def call(self, x, memory, look_ahead_mask, padding_mask):
+        h = self.att_self(x, x, x, padding_mask)
+        return self.att_memory(memory, memory, h, look_ahead_mask)
+'''
+
+TRAIN = '''import tensorflow as tf
+from layers_mod import TargetLayer
+
+
+def create_masks(inp, tar):
+    enc = tf.cast(tf.math.equal(inp, 0), tf.float32)[:, tf.newaxis, tf.newaxis, :]
+    ahead = 1 - tf.linalg.band_part(tf.ones((tf.shape(tar)[1], tf.shape(tar)[1])), -1, 0)
+    dec = tf.cast(tf.math.equal(tar, 0), tf.float32)[:, tf.newaxis, tf.newaxis, :]
+    return enc, tf.maximum(dec, ahead), enc
+
+
+class Model(tf.keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.decoder = TargetLayer()
+
+    def call(self, inp, tar, enc_output):
+        enc_padding_mask, combined_mask, dec_padding_mask = create_masks(inp, tar)
+        return self.decoder(tar, enc_output, combined_mask, dec_padding_mask)
+'''
+
+
+def test_workers_and_loading_ahead_report_what_one_process_does(tmp_path, capsys, monkeypatch):
+    # enough files for the workers; a decoder in the middle of the tree, its caller in another
+    # module, and a layer module read only because the caller imports it
+    for i in range(800):
+        folder = tmp_path / f"pkg{i // 100}"
+        folder.mkdir(exist_ok=True)
+        (folder / f"filler_{i}.py").write_text(f"x = {i}\n")
+    (tmp_path / "pkg1" / "layers_mod.py").write_text(LAYER)
+    (tmp_path / "pkg2" / "train.py").write_text(TRAIN)
+    shutil.copy(FIXTURES / "book_tf" / "before.py", tmp_path / "pkg3" / "book.py")
+    loading = engine.load
+    ahead = []
+    monkeypatch.setattr(engine, "load", lambda key, source: ahead.append(Path(key).name) or loading(key, source))
+    outputs = []
+    for jobs in ("1", "2"):
+        main(["check", "--no-cache", "-j", jobs, str(tmp_path)])
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]
+    # with workers, the parsed files and the module the caller imports were loaded ahead
+    assert sorted(ahead) == ["book.py", "layers_mod.py", "train.py"]
+    assert "layers_mod.py:17:" in outputs[0] and "MF010" in outputs[0] and "book.py" in outputs[0]
