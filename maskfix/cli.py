@@ -37,7 +37,7 @@ from .files import (
 from .limits import TooDeep
 from .outcome import Outcome
 from .preload import LoadAhead
-from .prefilter import Imports, might_match, module_name
+from .prefilter import Imports, might_match
 from .report import FORMATS, Diagnostic, Failure, render
 
 
@@ -243,16 +243,16 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
     screens = _open_cache(args, settings)
     ahead = LoadAhead()
     wanted = Imports()  # what the parsed files import
-    by_module: Optional[Dict[str, List[int]]] = None  # others by module name, once anything is imported
     read_early: Dict[str, bytes] = {}
     parsed: List[str] = []
 
     def look_ahead(path: str) -> None:
         # a file defining what a parsed file imports will be analysed too: parse it while screening
         try:
-            raw = read_early[path] = read_bytes(path)
+            raw = read_early.get(path)
+            raw = read_early[path] = read_bytes(path) if raw is None else raw
             item = _prepare(path, Path(path), raw) if wanted.wants(raw, path) else None
-            if item is not None:
+            if item is not None and not ahead.has(_key(run, path)):
                 ahead.add(_key(run, path), item.source)
         except FileError:
             pass  # reported when it is read again below
@@ -277,11 +277,8 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
             run.errors.append((path, payload))
         elif kind == "other":
             others.append(path)  # defines nothing to report, but may call a decoder defined elsewhere
-            if by_module is not None:
-                module = module_name(path)
-                by_module.setdefault(module, []).append(len(others) - 1)
-                if ahead.enabled and module in wanted.modules:
-                    look_ahead(path)
+            if ahead.enabled and wanted and wanted.may_define(path):
+                look_ahead(path)
         elif kind == "parse":
             try:
                 item = _prepare(path, Path(path), payload)
@@ -293,20 +290,18 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
                     if item.notebook is None:
                         known = set(wanted.modules)
                         wanted.add(item.raw)
-                        if wanted and by_module is None:
-                            by_module = _by_module(others)
-                        if ahead.enabled:
-                            for module in wanted.modules - known:
-                                for i in by_module.get(module, ()):
-                                    look_ahead(others[i])
+                        if ahead.enabled and wanted.modules != known:
+                            for other in others:
+                                if wanted.may_define(other):
+                                    look_ahead(other)
             except FileError as exc:
                 run.errors.append((path, str(exc)))
     # Files that define a class the parsed files import (or a module they import with *): a decoder
     # layer there may hold a finding that none of the screens' words show.
     if wanted and others:
-        by_module = by_module if by_module is not None else _by_module(others)
-        for i in sorted(i for module in wanted.modules for i in by_module.get(module, ())):
-            path = others[i]
+        for path in others:
+            if not wanted.may_define(path):
+                continue  # by its name, it defines nothing they import: not worth reading
             try:
                 raw = read_early.pop(path, None)
                 raw = read_bytes(path) if raw is None else raw
@@ -340,14 +335,6 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
     if screens is not None:
         screens.save()
     return run
-
-
-def _by_module(paths: List[str]) -> Dict[str, List[int]]:
-    """The indices of ``paths`` by the module name each is imported by."""
-    found: Dict[str, List[int]] = {}
-    for i, path in enumerate(paths):
-        found.setdefault(module_name(path), []).append(i)
-    return found
 
 
 def _open_cache(args, settings: Settings) -> Optional[ScreenCache]:
@@ -430,6 +417,8 @@ def _screen_all(found, jobs: int, screens: Optional[ScreenCache] = None, ahead: 
         for path, problem, st, real in found:
             sig = (real, signature(st)) if st is not None and screens is not None else None
             known = screens.known(real, sig[1]) if sig is not None else None
+            if known is not None and known != "parse":
+                sig = None  # recorded as it is: nothing to store again
             yield path, problem, sig, known
 
     if jobs <= 1:

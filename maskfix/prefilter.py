@@ -21,6 +21,7 @@ finding and none of these words); the CLI adds such files in a second round.
 
 import os
 import re
+from typing import Optional, Tuple
 
 DECODER = b"MultiHeadAttention"
 LAZY = b"compute_mask"
@@ -173,8 +174,10 @@ class Imports:
         self.names: dict = {}  # class name as spelled where it is defined -> modules it comes from
         self.star_modules: set = set()  # modules imported with ``*``
         self.modules: set = set()  # every module named (``module_name``): the only files worth reading
+        self._ends: Optional[Tuple[str, ...]] = None  # the ends of their files' paths
 
     def add(self, raw: bytes) -> None:
+        self._ends = None
         for m in _FROM_IMPORT.finditer(raw):
             module = m.group(1).rsplit(b".", 1)[-1].decode("ascii", "replace")  # its last component
             for part in m.group(2).strip(b"()").replace(b"\\", b" ").split(b","):
@@ -188,6 +191,15 @@ class Imports:
 
     def __bool__(self) -> bool:
         return bool(self.modules)
+
+    def may_define(self, path: str) -> bool:
+        """Whether Python could import the file at ``path`` as one of the modules named, by its path
+        alone (one ``endswith``: it is asked of every file of a tree)."""
+        if self._ends is None:
+            seps = {"/", os.sep, os.altsep} - {None}
+            self._ends = tuple(f"{sep}{module}{tail}" for module in self.modules for sep in seps
+                               for tail in (".py", ".pyi", f"{sep}__init__.py", f"{sep}__init__.pyi"))
+        return ("/" + path).endswith(self._ends)
 
     def wants(self, raw: bytes, path: str) -> bool:
         """Whether the file ``raw`` at ``path`` defines what they import from it."""

@@ -29,6 +29,11 @@ class LoadAhead:
         self._idle = threading.Condition(self._lock)
         self._pending = 0  # items queued or being loaded, the engine's import included
         self._loaded: Dict[str, object] = {}
+        self._given: set = set()
+
+    def has(self, key: str) -> bool:
+        """Whether a source was given for ``key``."""
+        return key in self._given
 
     def add(self, key: str, source: str) -> None:
         """Load ``source`` for ``key`` ahead, when enabled; the last text given for a key wins."""
@@ -36,6 +41,7 @@ class LoadAhead:
             return
         with self._lock:
             self._pending += 1
+            self._given.add(key)
         self._queue.put((key, source))
 
     def start(self) -> None:

@@ -216,8 +216,9 @@ def test_imports_name_the_classes_and_star_modules_a_file_takes_from_elsewhere()
     assert wanted.wants(b"x = 1\n", "pkg/more.py")
     assert not wanted.wants(b"class Other:\n    pass\n", "layers.py")
     # a file is a candidate by its name alone: the others of a tree are never read for this
-    assert {module_name("a/layers.py"), module_name("a/more/__init__.py")} <= wanted.modules
-    assert module_name("a/model.py") not in wanted.modules and module_name("layers/model.py") not in wanted.modules
+    assert all(map(wanted.may_define, ["a/layers.py", "layers.py", "a/more/__init__.py", "a/blocks/__init__.pyi"]))
+    assert not any(map(wanted.may_define, ["a/model.py", "layers/model.py", "a/xlayers.py", "a/layers.ipynb"]))
+    assert all(wanted.may_define(p) == (module_name(p) in wanted.modules) for p in ["a/more.py", "b/blocks.pyi"])
 
 
 LAYER_ONLY = '''import tensorflow as tf
