@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from . import __version__
+from .analysis_process import AnalysisProcess
 from .cache import ScreenCache, default_dir as cache_dir, digest, signature
 from .codes import UnknownCode, expand, explain, known_codes, listing
 from .config import Config, ConfigError, exclude_patterns, load_config
@@ -36,7 +37,6 @@ from .files import (
 )
 from .limits import TooDeep
 from .outcome import Outcome
-from .preload import LoadAhead
 from .prefilter import Imports, might_match
 from .report import FORMATS, Diagnostic, Failure, render
 
@@ -238,13 +238,26 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
         if args.paths == ["-"]:
             return _analyse(run, fix, codes)
     progress = _Progress(not args.quiet)
-    others: List[str] = []  # files the screens rejected, in discovery order
-    paths = [p for p in args.paths if p != "-"]
     screens = _open_cache(args, settings)
-    ahead = LoadAhead()
+    analysis = AnalysisProcess()  # forked with the screen's workers, when they run
+    try:
+        _screen_and_analyse(run, args, settings, fix, progress, screens, analysis)
+    finally:
+        analysis.close()
+    progress.done()
+    if screens is not None:
+        screens.save()
+    return run
+
+
+def _screen_and_analyse(run: Run, args, settings: Settings, fix: bool, progress: _Progress,
+                        screens: Optional[ScreenCache], analysis: AnalysisProcess) -> None:
+    codes = settings.codes
+    paths = [p for p in args.paths if p != "-"]
+    others: List[str] = []  # files the screens rejected, in discovery order
+    parsed: List[str] = []  # the keys of the files they passed
     wanted = Imports()  # what the parsed files import
     read_early: Dict[str, bytes] = {}
-    parsed: List[str] = []
 
     def look_ahead(path: str) -> None:
         # a file defining what a parsed file imports will be analysed too: parse it while screening
@@ -252,13 +265,13 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
             raw = read_early.get(path)
             raw = read_early[path] = read_bytes(path) if raw is None else raw
             item = _prepare(path, Path(path), raw) if wanted.wants(raw, path) else None
-            if item is not None and not ahead.has(_key(run, path)):
-                ahead.add(_key(run, path), item.source)
+            if item is not None and not analysis.has(_key(run, path)):
+                analysis.load(_key(run, path), item.source)
         except FileError:
             pass  # reported when it is read again below
 
     for path, problem, (kind, payload), sig in _screen_all(discover_stat(paths, settings.exclude), args.jobs,
-                                                           screens, ahead):
+                                                           screens, analysis):
         run.files_seen += 1
         progress.tick(run.files_seen)
         if screens is not None and sig is not None:
@@ -277,7 +290,7 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
             run.errors.append((path, payload))
         elif kind == "other":
             others.append(path)  # defines nothing to report, but may call a decoder defined elsewhere
-            if ahead.enabled and wanted and wanted.may_define(path):
+            if analysis.running and wanted and wanted.may_define(path):
                 look_ahead(path)
         elif kind == "parse":
             try:
@@ -286,11 +299,11 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
                     key = _key(run, path)
                     run.inputs[key] = item
                     parsed.append(key)
-                    ahead.add(key, item.source)
+                    analysis.load(key, item.source)
                     if item.notebook is None:
                         known = set(wanted.modules)
                         wanted.add(item.raw)
-                        if ahead.enabled and wanted.modules != known:
+                        if analysis.running and wanted.modules != known:
                             for other in others:
                                 if wanted.may_define(other):
                                     look_ahead(other)
@@ -310,8 +323,7 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
                     run.inputs[_key(run, path)] = item
             except FileError as exc:
                 run.errors.append((path, str(exc)))
-    loaded = ahead.finish()
-    _analyse(run, fix, codes, progress, screens, loaded)
+    _analyse(run, fix, codes, progress, screens, analysis)
     # Files that only call a decoder class, or use an attention layer or a mask factory, that the
     # parsed files define.
     names = {n for k in parsed if k in run.outcomes
@@ -330,11 +342,7 @@ def _collect(args, settings: Settings, fix: bool) -> Run:
             except FileError as exc:
                 run.errors.append((path, str(exc)))
         if len(run.inputs) > before:  # the same sources again would give the same outcomes
-            _analyse(run, fix, codes, progress, screens, loaded)
-    progress.done()
-    if screens is not None:
-        screens.save()
-    return run
+            _analyse(run, fix, codes, progress, screens, analysis)
 
 
 def _open_cache(args, settings: Settings) -> Optional[ScreenCache]:
@@ -403,14 +411,14 @@ def _screen_chunk(paths: List[str]) -> List[Tuple[str, object]]:
     return [_screen_file(p) for p in paths]
 
 
-def _screen_all(found, jobs: int, screens: Optional[ScreenCache] = None, ahead: Optional[LoadAhead] = None):
+def _screen_all(found, jobs: int, screens: Optional[ScreenCache] = None,
+                analysis: Optional[AnalysisProcess] = None):
     """Yield ``(path, discovery problem, screen result, (real path, stat signature))`` in discovery order, on
     ``jobs`` processes; files the cache knows unchanged are not read.
 
-    Chunks go to the workers while the walk goes on, so discovery overlaps screening.  Once the
-    workers run, ``ahead`` is enabled, and started when a worker passes a file.
+    Chunks go to the workers while the walk goes on, so discovery overlaps screening.  When workers
+    run, ``analysis`` is forked with them, and told to import the engine once a worker passes a file.
     """
-    ahead = ahead if ahead is not None else LoadAhead()
     jobs = jobs or _cpu_count()
 
     def entries():
@@ -443,11 +451,13 @@ def _screen_all(found, jobs: int, screens: Optional[ScreenCache] = None, ahead: 
             pending.append((list(batch), []))
         else:
             if executor is None:
+                if analysis is not None:
+                    analysis.fork(_fork_context())  # before the pool starts its threads
                 executor = _pool(jobs)
             try:
                 future = executor.submit(_screen_chunk, paths)
-                ahead.enabled = True  # the workers are forked by now
-                future.add_done_callback(functools.partial(_start_loading, ahead))
+                if analysis is not None:
+                    future.add_done_callback(functools.partial(_start_analysis, analysis))
                 pending.append((list(batch), future))
             except _broken_pool():
                 pending.append((list(batch), None))
@@ -469,7 +479,6 @@ def _screen_all(found, jobs: int, screens: Optional[ScreenCache] = None, ahead: 
                 if results is None:
                     # A worker died (a crash in a parser): screen this chunk again, isolated,
                     # so that only the file it died on is lost.
-                    ahead.drain()  # no fork while a module is half imported
                     results = _screen_isolated([e[0] for e in done if not e[1] and not e[3]], _fork_context())
             yield from _merge(done, iter(results))
     finally:
@@ -477,13 +486,13 @@ def _screen_all(found, jobs: int, screens: Optional[ScreenCache] = None, ahead: 
             executor.shutdown()
 
 
-def _start_loading(ahead: LoadAhead, future) -> None:
-    """Once a worker has passed a file that the analysis must see, start loading ahead (LibCST's
-    import above all, most of what one such file costs) while the workers screen the rest."""
+def _start_analysis(analysis: AnalysisProcess, future) -> None:
+    """Once a worker has passed a file that the analysis must see, the analysis process imports the
+    engine (LibCST above all, most of what one such file costs) while the workers screen the rest."""
     if future.cancelled() or future.exception() is not None:
         return
     if any(kind == "parse" for kind, _ in future.result()):
-        ahead.start()
+        analysis.start()
 
 
 def _fork_context():
@@ -557,7 +566,7 @@ def _cpu_count() -> int:
 
 
 def _analyse(run: Run, fix: bool, codes: Sequence[str], progress: Optional[_Progress] = None,
-             screens: Optional[ScreenCache] = None, loaded: Optional[dict] = None) -> Run:
+             screens: Optional[ScreenCache] = None, analysis: Optional[AnalysisProcess] = None) -> Run:
     if not run.inputs or not codes:
         return run
     key = None
@@ -567,11 +576,15 @@ def _analyse(run: Run, fix: bool, codes: Sequence[str], progress: Optional[_Prog
         if key in screens.clean:
             run.outcomes = {k: Outcome() for k in run.inputs}
             return run
-    from . import engine  # LibCST is imported only when a file can match
-
+    sources = {k: v.source for k, v in run.inputs.items()}
+    report = progress.analysing if progress is not None else None
     # the selected rules are the only ones that report or rewrite
-    run.outcomes = engine.run({k: v.source for k, v in run.inputs.items()}, fix=fix, select=codes,
-                              progress=progress.analysing if progress is not None else None, loaded=loaded)
+    outcomes = analysis.run(sources, fix, codes, report) if analysis is not None else None
+    if outcomes is None:  # no analysis process (or it is gone): here
+        from . import engine  # LibCST is imported only when a file can match
+
+        outcomes = engine.run(sources, fix=fix, select=codes, progress=report)
+    run.outcomes = outcomes
     if key is not None and all(o.clean() for o in run.outcomes.values()):
         screens.mark_clean(key)
     return run

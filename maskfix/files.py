@@ -174,10 +174,24 @@ class SourceFile:
             raise FileError(f"the fix cannot be written in the file's encoding ({self.encoding})") from exc
 
 
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+
+
 def read_bytes(path: "str | Path") -> bytes:
+    # os.read on a descriptor: a buffered file object costs a third more per file of a tree
     try:
-        with open(path, "rb") as fh:
-            return fh.read()
+        fd = os.open(path, _READ_FLAGS)
+        try:
+            size = os.fstat(fd).st_size
+            data = os.read(fd, size + 1)
+            if 0 < len(data) <= size:
+                return data  # all of it: a regular file reads short only at its end
+            chunks = [data]
+            while chunks[-1]:  # grown since, or a size the file system does not tell
+                chunks.append(os.read(fd, 1 << 16))
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         raise FileError("file vanished before it could be read") from None
     except IsADirectoryError:

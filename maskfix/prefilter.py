@@ -53,7 +53,6 @@ _TWO_PARAMS = re.compile(
 _DEF = re.compile(rb"^(?P<ind>[ \t]*)def\s+(?P<name>\w+)\s*\([^\n]*\n(?P<body>(?:(?P=ind)[ \t]+[^\n]*\r?\n|[ \t]*\r?\n)*)",
                   re.M)
 _TRIANGLE = re.compile(rb"band_part|tri[lu]\(")
-_CALL = re.compile(rb"(\w+)\s*\(")
 # ... that returns three things (a tuple, or a name it binds one to)
 _RETURN = re.compile(rb"^[ \t]*return\b[ \t]*(?=\S)", re.M)
 _STRING = re.compile(rb"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"")
@@ -115,32 +114,37 @@ def _returns_triple(body: bytes) -> bool:
 def _factory_like(raw: bytes) -> bool:
     """A function of two parameters returning three masks, with a triangle op in its body or in a
     function it calls (by name, at any remove)."""
-    helpers = None
+    calls_helper = None
     for m in _TWO_PARAMS.finditer(raw):
         body = m.group("body")
         if not _returns_triple(body):
             continue
-        if helpers is None:
-            helpers = _triangle_functions(raw)
-        if _TRIANGLE.search(body) or not helpers.isdisjoint(_CALL.findall(body)):
+        if _TRIANGLE.search(body):
+            return True
+        if calls_helper is None:
+            calls_helper = _calls_of(_triangle_functions(raw))
+        if calls_helper is not None and calls_helper.search(body):
             return True
     return False
 
 
 def _triangle_functions(raw: bytes) -> set:
     """Names of the functions that hold a triangle op or call one that does."""
-    found, calls = set(), {}
-    for m in _DEF.finditer(raw):
-        body = m.group("body")
-        if _TRIANGLE.search(body):
-            found.add(m.group("name"))
-        calls.setdefault(m.group("name"), set()).update(_CALL.findall(body))
-    grown = True
-    while grown:
-        new = {name for name, called in calls.items() if name not in found and not called.isdisjoint(found)}
+    bodies = [(m.group("name"), m.group("body")) for m in _DEF.finditer(raw)]
+    found = {name for name, body in bodies if _TRIANGLE.search(body)}
+    while True:
+        calls = _calls_of(found)
+        new = {name for name, body in bodies if name not in found and calls is not None and calls.search(body)}
+        if not new:
+            return found
         found |= new
-        grown = bool(new)
-    return found
+
+
+def _calls_of(names: set):
+    """A pattern finding a call of one of ``names`` (``f(`` or ``self.f(``); None for no names."""
+    if not names:
+        return None
+    return re.compile(rb"\b(?:" + b"|".join(map(re.escape, sorted(names))) + rb")\s*\(")
 
 
 def might_match(raw: bytes, notebook: bool = False) -> bool:

@@ -9,7 +9,7 @@ from maskfix import cli, engine
 from maskfix.cli import main
 from maskfix.files import discover_stat
 from maskfix.notebook import Notebook, NotPythonNotebook
-from maskfix.preload import LoadAhead
+from maskfix.analysis_process import AnalysisProcess
 from maskfix.prefilter import Imports, might_match, module_name
 from maskfix.rules.mf004_cross_mask_from_target import CORRECT_FACTORY
 from maskfix.screen import worth_parsing
@@ -184,24 +184,21 @@ def test_an_encoder_that_builds_a_mask_hiding_with_one_is_kept(mask):
 
 
 @pytest.mark.parametrize("decoder", [True, False])
-def test_workers_that_find_a_file_for_the_analysis_start_loading_ahead(tmp_path, decoder):
+def test_workers_that_find_a_file_for_the_analysis_start_the_analysis_process(tmp_path, monkeypatch, decoder):
     for i in range(300):  # enough files for the parallel path
         (tmp_path / f"filler_{i}.py").write_text(f"x = {i}\n")
     if decoder:
         shutil.copy(FIXTURES / "book_tf" / "before.py", tmp_path / "zz_decoder.py")
-    ahead = LoadAhead()
-    results = list(cli._screen_all(discover_stat([str(tmp_path)]), 2, None, ahead))
+    analysis = AnalysisProcess()
+    started = []
+    monkeypatch.setattr(analysis, "start", lambda: started.append(True))
+    try:
+        results = list(cli._screen_all(discover_stat([str(tmp_path)]), 2, None, analysis))
+        assert analysis.running  # forked with the workers
+    finally:
+        analysis.close()
     assert [r[2][0] for r in results].count("parse") == int(decoder)
-    assert ahead.enabled  # the workers ran
-    started = ahead._thread is not None
-    source = (FIXTURES / "book_tf" / "before.py").read_text()
-    ahead.add("zz_decoder.py", source)
-    loaded = ahead.finish()
-    assert started == decoder
-    # the decoder's tree is built on the thread, ready for the engine
-    assert (list(loaded) == ["zz_decoder.py"]) == decoder
-    if decoder:
-        assert loaded["zz_decoder.py"].unit.module.code == source
+    assert started == [True] * int(decoder)
 
 
 def test_imports_name_the_classes_and_star_modules_a_file_takes_from_elsewhere():

@@ -1,5 +1,7 @@
-"""Sources parsed ahead (engine.load, maskfix.preload) give the engine exactly what it would build
-itself: same findings, messages, positions, rewrites and errors, run after run."""
+"""Sources parsed ahead (engine.load) give the engine exactly what it would build itself: same
+findings, messages, positions, rewrites and errors, run after run; the analysis process
+(maskfix.analysis_process) gives what the engine gives in this one, and its absence costs
+nothing but time."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ import pytest
 
 from maskfix import engine, limits, syntax
 from maskfix.cli import main
-from maskfix.preload import LoadAhead
+import multiprocessing
+
+from maskfix.analysis_process import AnalysisProcess
 
 sys.path.insert(0, str(Path(__file__).parent / "metamorphic"))
 from transforms import TRANSFORMS  # noqa: E402
@@ -30,8 +34,8 @@ def load_all(files):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("fix", [False, True], ids=["check", "rewrite"])
-def test_a_run_from_loaded_sources_is_the_run_from_text(variant, fix):
+def test_a_run_from_loaded_sources_is_the_run_from_text(variant):
+    fix = True  # findings and rewrites alike
     files = {"before.py": (FIXTURES / variant / "before.py").read_text()}
     files.update({f"mod_{k}": v for k, v in (TRANSFORMS["sibling_module"](files["before.py"]) or {}).items()
                   if k.endswith(".py")})
@@ -69,19 +73,57 @@ def test_errors_are_loaded_too_and_large_files_are_left_to_the_run():
     assert view(engine.run({"bad.py": "def f(:\n"}, loaded=loaded)) == view(engine.run({"bad.py": "def f(:\n"}))
 
 
-def test_load_ahead_does_nothing_until_enabled_and_started():
-    ahead = LoadAhead()
-    ahead.add("a.py", "x = 1\n")
-    ahead.start()
-    assert ahead.finish() == {}
-    ahead = LoadAhead()
-    ahead.enabled = True
-    ahead.add("a.py", "x = 1\n")  # queued before the thread starts: loaded once it does
-    ahead.start()
-    ahead.drain()
-    ahead.add("b.py", "y = 2\n")
-    loaded = ahead.finish()
-    assert sorted(loaded) == ["a.py", "b.py"] and loaded["b.py"].unit.module.code == "y = 2\n"
+def forked() -> AnalysisProcess:
+    analysis = AnalysisProcess()
+    analysis.fork(multiprocessing.get_context("fork"))
+    return analysis
+
+
+def test_the_analysis_process_gives_what_the_engine_gives_here():
+    analysis = forked()
+    try:
+        for variant in ("book_tf", "kerasio_keras3", "fam_factory_swapped"):
+            files = {"a.py": (FIXTURES / variant / "before.py").read_text(), "b.py": "x = 1\n"}
+            analysis.start()
+            analysis.load("a.py", files["a.py"])  # parsed ahead; b.py is parsed by the run itself
+            seen = []
+            for fix in (False, True):
+                there = analysis.run(files, fix, None, lambda done, total, key: seen.append((done, total, key)))
+                assert view(there) == view(engine.run(files, fix=fix))
+            assert seen == [(0, 2, "a.py"), (1, 2, "b.py")] * 4  # parsing, then analysing, per run
+    finally:
+        analysis.close()
+    assert not analysis.running and analysis.run({"a.py": "x = 1\n"}, False, None) is None
+
+
+def test_an_analysis_process_that_is_gone_gives_nothing_and_the_caller_runs_here(tmp_path, capsys, monkeypatch):
+    analysis = forked()
+    analysis._process.kill()
+    analysis._process.join()
+    assert analysis.run({"a.py": "x = 1\n"}, False, None) is None and not analysis.running
+    analysis.load("a.py", "x = 1\n")  # ignored
+    analysis.close()
+    # the CLI falls back to its own process: same report
+    from maskfix import cli
+
+    shutil.copy(FIXTURES / "book_tf" / "before.py", tmp_path / "book.py")
+    main(["check", "--no-cache", str(tmp_path)])
+    here = capsys.readouterr().out
+    gone = AnalysisProcess()
+    gone.fork(multiprocessing.get_context("fork"))
+    gone._process.kill()
+    gone._process.join()
+    monkeypatch.setattr(cli, "AnalysisProcess", lambda: gone)  # as if forked with workers, then crashed
+    main(["check", "--no-cache", str(tmp_path)])
+    assert capsys.readouterr().out == here and "MF001" in here
+
+
+def test_an_analysis_process_never_forked_is_harmless():
+    analysis = AnalysisProcess()
+    analysis.start()
+    analysis.load("a.py", "x = 1\n")
+    assert not analysis.has("a.py") and analysis.run({"a.py": "x = 1\n"}, False, None) is None
+    analysis.close()
 
 
 LAYER = '''import tensorflow as tf
@@ -125,7 +167,7 @@ class Model(tf.keras.Model):
 '''
 
 
-def test_workers_and_loading_ahead_report_what_one_process_does(tmp_path, capsys, monkeypatch):
+def test_workers_and_the_analysis_process_report_what_one_process_does(tmp_path, capsys, monkeypatch):
     # enough files for the workers; a decoder in the middle of the tree, its caller in another
     # module, and a layer module read only because the caller imports it
     for i in range(800):
@@ -135,14 +177,15 @@ def test_workers_and_loading_ahead_report_what_one_process_does(tmp_path, capsys
     (tmp_path / "pkg1" / "layers_mod.py").write_text(LAYER)
     (tmp_path / "pkg2" / "train.py").write_text(TRAIN)
     shutil.copy(FIXTURES / "book_tf" / "before.py", tmp_path / "pkg3" / "book.py")
-    loading = engine.load
-    ahead = []
-    monkeypatch.setattr(engine, "load", lambda key, source: ahead.append(Path(key).name) or loading(key, source))
+    given = []
+    loading = AnalysisProcess.load
+    monkeypatch.setattr(AnalysisProcess, "load", lambda self, key, source: (
+        self.running and given.append(Path(key).name)) or loading(self, key, source))
     outputs = []
     for jobs in ("1", "2"):
         main(["check", "--no-cache", "-j", jobs, str(tmp_path)])
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1]
-    # with workers, the parsed files and the module the caller imports were loaded ahead
-    assert sorted(ahead) == ["book.py", "layers_mod.py", "train.py"]
+    # with workers, the parsed files and the module the caller imports were parsed ahead
+    assert sorted(given) == ["book.py", "layers_mod.py", "train.py"]
     assert "layers_mod.py:17:" in outputs[0] and "MF010" in outputs[0] and "book.py" in outputs[0]
