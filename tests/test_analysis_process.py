@@ -14,6 +14,7 @@ import pytest
 from maskfix import engine, limits, syntax
 from maskfix.cli import main
 import multiprocessing
+import os
 
 from maskfix.analysis_process import AnalysisProcess
 
@@ -189,3 +190,14 @@ def test_workers_and_the_analysis_process_report_what_one_process_does(tmp_path,
     # with workers, the parsed files and the module the caller imports were parsed ahead
     assert sorted(given) == ["book.py", "layers_mod.py", "train.py"]
     assert "layers_mod.py:17:" in outputs[0] and "MF010" in outputs[0] and "book.py" in outputs[0]
+
+
+def test_screen_workers_give_way_to_the_analysis():
+    from maskfix import cli
+
+    pool = cli._pool(2)
+    try:
+        niceness = pool.submit(os.nice, 0).result()
+    finally:
+        pool.shutdown()
+    assert niceness == os.nice(0) + cli.WORKER_NICENESS
