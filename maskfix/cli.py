@@ -16,7 +16,6 @@ import shlex
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
@@ -38,10 +37,11 @@ from .files import (
 from .limits import TooDeep
 from .outcome import Outcome
 from .prefilter import Imports, might_match
+from .records import Factory, record
 from .report import FORMATS, Diagnostic, Failure, render
 
 
-@dataclass
+@record
 class Input:
     """One file (or stdin) made ready for the engine."""
 
@@ -58,14 +58,14 @@ class Input:
         return self.python.encode(new_source)
 
 
-@dataclass
+@record
 class Run:
-    inputs: Dict[str, Input] = field(default_factory=dict)
-    errors: List[Tuple[str, str]] = field(default_factory=list)
-    outcomes: dict = field(default_factory=dict)
+    inputs: Dict[str, Input] = Factory(dict)
+    errors: List[Tuple[str, str]] = Factory(list)
+    outcomes: dict = Factory(dict)
     files_seen: int = 0
     stdin: Optional[Tuple[str, bytes]] = None  # (display name, raw bytes) when "-" was read
-    notes: Set[Tuple[str, str]] = field(default_factory=set)  # errors that are statements set aside
+    notes: Set[Tuple[str, str]] = Factory(set)  # errors that are statements set aside
 
     def failed(self) -> Set[str]:
         """Files that could not be handled (not those analysed but for a few statements)."""
@@ -85,7 +85,7 @@ class UsageError(Exception):
     """A command line or configuration maskfix cannot run with; one line."""
 
 
-@dataclass
+@record
 class Settings:
     """What the command line and ``[tool.maskfix]`` decide together."""
 

@@ -7,11 +7,11 @@ A mistake in the table is an error, never ignored: invalid TOML, an unknown key
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 from .codes import UnknownCode, expand
+from .records import Factory, record
 
 # key -> what it holds; every value is a list of strings
 KEYS = {
@@ -26,15 +26,15 @@ class ConfigError(Exception):
     """One line: where the mistake is and what it is."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Config:
     """The settings of one ``[tool.maskfix]`` table (empty when there is none)."""
 
     path: Optional[Path] = None  # the pyproject.toml read
     exclude: Optional[List[str]] = None  # None: not set
-    extend_exclude: List[str] = field(default_factory=list)
+    extend_exclude: List[str] = Factory(list)
     select: Optional[List[str]] = None
-    ignore: List[str] = field(default_factory=list)
+    ignore: List[str] = Factory(list)
 
     @property
     def root(self) -> Path:

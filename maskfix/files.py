@@ -7,9 +7,10 @@ import fnmatch
 import io
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence, Tuple
+
+from .records import record
 
 SOURCE_SUFFIXES = (".py", ".pyi", ".ipynb")
 
@@ -158,7 +159,7 @@ def _link_problem(exc: OSError) -> str:
     return f"cannot follow symbolic link: {exc.strerror or exc}"
 
 
-@dataclass
+@record
 class SourceFile:
     """A file's text plus what is needed to write it back the same way."""
 

@@ -25,8 +25,9 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
+
+from .records import Factory, record
 
 T = TypeVar("T")
 
@@ -108,7 +109,7 @@ MAX_DEPTH = 200  # expression levels in one statement (CPython nests brackets at
 _BLOCKS = ("body", "orelse", "finalbody", "handlers", "cases")
 
 
-@dataclass
+@record
 class SetAside:
     """One statement set aside for its nesting depth: 1-based lines of the source, and why."""
 
@@ -128,14 +129,14 @@ class SetAside:
         return f"{where} not analysed: {self.reason}"
 
 
-@dataclass
+@record
 class Hidden:
     """Statements set aside before LibCST sees them, and how to put them back."""
 
     source: str  # the source with each hidden statement replaced by a placeholder
     tree: Optional[ast.Module] = None  # Python's own tree of the original source, placeholders as ``pass``
-    originals: List[Tuple[str, str, int]] = field(default_factory=list)  # (marker, original text, lines)
-    notes: List[SetAside] = field(default_factory=list)  # one per hidden statement
+    originals: List[Tuple[str, str, int]] = Factory(list)  # (marker, original text, lines)
+    notes: List[SetAside] = Factory(list)  # one per hidden statement
 
     def restore(self, code: str) -> str:
         """Put the hidden statements back into ``code`` (the placeholders must be intact)."""

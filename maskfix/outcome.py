@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import List, Optional, Set
 
 from . import limits
+from .records import Factory, record
 
 
-@dataclass
+@record
 class Finding:
     code: str
     message: str
@@ -17,21 +17,21 @@ class Finding:
     fixable: bool = False
 
 
-@dataclass
+@record
 class Outcome:
     """What one source produced."""
 
-    findings: List[Finding] = field(default_factory=list)
+    findings: List[Finding] = Factory(list)
     new_source: Optional[str] = None  # set when a rewrite changed the source
     error: Optional[str] = None
-    notes: List[str] = field(default_factory=list)  # how call sites were threaded
-    decoders: List[str] = field(default_factory=list)  # names of buggy decoder classes defined here
+    notes: List[str] = Factory(list)  # how call sites were threaded
+    decoders: List[str] = Factory(list)  # names of buggy decoder classes defined here
     # Keys of the other sources whose rewrite this one's depends on: a call of a decoder this run
     # fixes may be given encoder_padding_mask=, so they are written together or not at all.
-    needs: Set[str] = field(default_factory=set)
-    not_analysed: List["limits.SetAside"] = field(default_factory=list)  # parts of the source set aside
-    attention_layers: List[str] = field(default_factory=list)  # the project's attention wrappers defined here
-    mask_factories: List[str] = field(default_factory=list)  # tutorial-style mask factories defined here
+    needs: Set[str] = Factory(set)
+    not_analysed: List["limits.SetAside"] = Factory(list)  # parts of the source set aside
+    attention_layers: List[str] = Factory(list)  # the project's attention wrappers defined here
+    mask_factories: List[str] = Factory(list)  # tutorial-style mask factories defined here
 
     def clean(self) -> bool:
         """Nothing to report, fix or follow into other files."""

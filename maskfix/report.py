@@ -9,7 +9,6 @@ text at the right place; the message names the cell, line and column.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 from urllib.parse import quote
@@ -17,11 +16,12 @@ from urllib.parse import quote
 from . import __version__
 from . import codes
 from .codes import help_uri
+from .records import record
 
 SRCROOT = "%SRCROOT%"  # SARIF base of relative URIs: the folder maskfix ran in
 
 
-@dataclass
+@record
 class Diagnostic:
     path: str
     code: str
@@ -44,7 +44,7 @@ class Diagnostic:
         return f" (cell {self.cell}, line {self.line}, column {self.column})"
 
 
-@dataclass
+@record
 class Failure:
     """A file maskfix could not handle; where known, the place in it."""
 
