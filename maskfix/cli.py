@@ -434,19 +434,31 @@ def _screen_all(found, jobs: int, screens: Optional[ScreenCache] = None,
             result = ("skip", None) if problem else (known, None) if known else _screen_file(path, here=True)
             yield path, problem, result, sig
         return
-    pending = []  # (discovered entries, future or None) in discovery order
+    pending = []  # (discovered entries, their results: a list, a future, None if the pool broke) in order
+    held: List[int] = []  # chunks of pending not screened yet (their paths, in a tuple)
     batch: list = []
     executor = None
     size = 64
-    here = 0  # files screened in this process so far
+    waiting = 0  # files held so far
+
+    def submit(paths):
+        try:
+            future = executor.submit(_screen_chunk, list(paths))
+        except _broken_pool():
+            return None
+        if analysis is not None:
+            future.add_done_callback(functools.partial(_start_analysis, analysis))
+        return future
 
     def flush():
-        nonlocal executor, here
+        nonlocal executor, waiting
         paths = [e[0] for e in batch if not e[1] and not e[3]]
-        if executor is None and here + len(paths) < PARALLEL_MIN_FILES:
-            # too little work so far to repay worker start-up (files the cache knows are no work)
-            here += len(paths)
-            pending.append((list(batch), [_screen_file(p, here=True) for p in paths]))
+        if executor is None and waiting + len(paths) < PARALLEL_MIN_FILES:
+            # too little work so far to repay worker start-up (files the cache knows are no work):
+            # held, to be screened here if the walk ends soon, else by the workers
+            waiting += len(paths)
+            held.append(len(pending))
+            pending.append((list(batch), tuple(paths)))
         elif not paths:
             pending.append((list(batch), []))
         else:
@@ -454,13 +466,10 @@ def _screen_all(found, jobs: int, screens: Optional[ScreenCache] = None,
                 if analysis is not None:
                     analysis.fork(_fork_context())  # before the pool starts its threads
                 executor = _pool(jobs)
-            try:
-                future = executor.submit(_screen_chunk, paths)
-                if analysis is not None:
-                    future.add_done_callback(functools.partial(_start_analysis, analysis))
-                pending.append((list(batch), future))
-            except _broken_pool():
-                pending.append((list(batch), None))
+                for i in held:
+                    pending[i] = (pending[i][0], submit(pending[i][1]))
+                held.clear()
+            pending.append((list(batch), submit(paths)))
         batch.clear()
 
     try:
@@ -470,6 +479,8 @@ def _screen_all(found, jobs: int, screens: Optional[ScreenCache] = None,
                 flush()
         if batch:
             flush()
+        for i in held:
+            pending[i] = (pending[i][0], [_screen_file(p, here=True) for p in pending[i][1]])
         for done, results in pending:
             if not isinstance(results, list):
                 try:

@@ -201,6 +201,20 @@ def test_workers_that_find_a_file_for_the_analysis_start_the_analysis_process(tm
     assert started == [True] * int(decoder)
 
 
+@pytest.mark.parametrize("files", [100, 300])
+def test_a_tree_with_work_for_the_workers_is_screened_by_them_alone(tmp_path, monkeypatch, files):
+    for i in range(files):
+        (tmp_path / f"filler_{i}.py").write_text(f"x = {i}\n")
+    here = []
+    screen = cli._screen_file
+    monkeypatch.setattr(cli, "_screen_file", lambda path, **kw: (
+        here.append(path) if kw.get("here") else None) or screen(path, **kw))
+    results = list(cli._screen_all(discover_stat([str(tmp_path)]), 2))
+    assert len(results) == files and {r[2][0] for r in results} == {"other"}
+    # a small tree is screened in this process; a large one only by the workers, from its first file
+    assert len(here) == (files if files < cli.PARALLEL_MIN_FILES else 0)
+
+
 def test_imports_name_the_classes_and_star_modules_a_file_takes_from_elsewhere():
     wanted = Imports()
     wanted.add(b"from layers import Heads, TargetLayer as T\nfrom pkg.blocks import (\n    Block,\n)\n"
