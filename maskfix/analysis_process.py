@@ -76,14 +76,12 @@ class AnalysisProcess:
             return None
 
     def close(self) -> None:
-        """Stop the process (it also stops by itself when this one ends)."""
-        self._send(("stop",))
+        """Stop the process at once: it holds nothing but what it computed (and it also stops by
+        itself when this one ends)."""
         self._stop()
         if self._process is not None:
-            self._process.join(timeout=5)
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join()
+            self._process.kill()
+            self._process.join()
             self._process = None
 
     def _stop(self) -> None:
@@ -142,4 +140,7 @@ def _answer(conn, requests: "queue.SimpleQueue") -> None:
                                       progress=lambda done, total, key: conn.send(("progress", done, total, key)))
             except Exception:  # the caller runs it again in its own process, which reports it
                 outcomes = None
-            conn.send(("done", outcomes))
+            try:
+                conn.send(("done", outcomes))
+            except Exception:  # the same again: the caller is told, and analyses itself
+                conn.send(("done", None))

@@ -201,3 +201,15 @@ def test_screen_workers_give_way_to_the_analysis():
     finally:
         pool.shutdown()
     assert niceness == min(os.nice(0) + cli.WORKER_NICENESS, 19)
+
+
+def test_an_analysis_that_fails_there_gives_nothing(monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("a surprise")
+
+    monkeypatch.setattr(engine, "run", fail)  # before the fork: the process inherits it
+    analysis = forked()
+    try:
+        assert analysis.run({"a.py": "x = 1\n"}, False, None) is None
+    finally:
+        analysis.close()
