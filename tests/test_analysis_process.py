@@ -21,6 +21,8 @@ from maskfix.analysis_process import AnalysisProcess
 sys.path.insert(0, str(Path(__file__).parent / "metamorphic"))
 from transforms import TRANSFORMS  # noqa: E402
 
+from test_prefilter import LAYER_ONLY, caller_of_layer  # noqa: E402
+
 FIXTURES = Path(__file__).parent / "fixtures"
 VARIANTS = sorted(p.name for p in FIXTURES.iterdir() if (p / "before.py").exists())
 
@@ -127,47 +129,6 @@ def test_an_analysis_process_never_forked_is_harmless():
     analysis.close()
 
 
-LAYER = '''import tensorflow as tf
-
-
-class Heads(tf.keras.layers.Layer):
-    def call(self, v, k, q, mask):
-        return q
-
-
-class TargetLayer(tf.keras.layers.Layer):
-    def __init__(self):
-        super().__init__()
-        self.att_self = Heads()
-        self.att_memory = Heads()
-
-    def call(self, x, memory, look_ahead_mask, padding_mask):
-        h = self.att_self(x, x, x, padding_mask)
-        return self.att_memory(memory, memory, h, look_ahead_mask)
-'''
-
-TRAIN = '''import tensorflow as tf
-from layers_mod import TargetLayer
-
-
-def create_masks(inp, tar):
-    enc = tf.cast(tf.math.equal(inp, 0), tf.float32)[:, tf.newaxis, tf.newaxis, :]
-    ahead = 1 - tf.linalg.band_part(tf.ones((tf.shape(tar)[1], tf.shape(tar)[1])), -1, 0)
-    dec = tf.cast(tf.math.equal(tar, 0), tf.float32)[:, tf.newaxis, tf.newaxis, :]
-    return enc, tf.maximum(dec, ahead), enc
-
-
-class Model(tf.keras.Model):
-    def __init__(self):
-        super().__init__()
-        self.decoder = TargetLayer()
-
-    def call(self, inp, tar, enc_output):
-        enc_padding_mask, combined_mask, dec_padding_mask = create_masks(inp, tar)
-        return self.decoder(tar, enc_output, combined_mask, dec_padding_mask)
-'''
-
-
 def test_workers_and_the_analysis_process_report_what_one_process_does(tmp_path, capsys, monkeypatch):
     # enough files for the workers; a decoder in the middle of the tree, its caller in another
     # module, and a layer module read only because the caller imports it
@@ -175,8 +136,8 @@ def test_workers_and_the_analysis_process_report_what_one_process_does(tmp_path,
         folder = tmp_path / f"pkg{i // 100}"
         folder.mkdir(exist_ok=True)
         (folder / f"filler_{i}.py").write_text(f"x = {i}\n")
-    (tmp_path / "pkg1" / "layers_mod.py").write_text(LAYER)
-    (tmp_path / "pkg2" / "train.py").write_text(TRAIN)
+    (tmp_path / "pkg1" / "layers_mod.py").write_text(LAYER_ONLY)
+    (tmp_path / "pkg2" / "train.py").write_text(caller_of_layer())
     shutil.copy(FIXTURES / "book_tf" / "before.py", tmp_path / "pkg3" / "book.py")
     given = []
     loading = AnalysisProcess.load

@@ -252,12 +252,9 @@ class TargetLayer(tf.keras.layers.Layer):
 '''
 
 
-@pytest.mark.parametrize("imports", ["TargetLayer", "*"])
-def test_a_layer_file_without_needles_is_kept_for_the_file_that_imports_it(tmp_path, capsys, imports):
-    # the layer exchanges the factory's masks: MF010 lies in a file no screen would keep
-    assert not might_match(LAYER_ONLY.encode())
-    (tmp_path / "layers_mod.py").write_text(LAYER_ONLY)
-    (tmp_path / "train.py").write_text(CORRECT_FACTORY + f"from layers_mod import {imports}\n" + '''
+def caller_of_layer(imports: str = "TargetLayer") -> str:
+    """A module that builds the masks with a factory and hands them to ``layers_mod``'s layer."""
+    return CORRECT_FACTORY + f"from layers_mod import {imports}\n" + '''
 
 class Model(tf.keras.Model):
     def __init__(self):
@@ -267,7 +264,15 @@ class Model(tf.keras.Model):
     def call(self, inp, tar, enc_output):
         enc_padding_mask, combined_mask, dec_padding_mask = create_masks(inp, tar)
         return self.decoder(tar, enc_output, combined_mask, dec_padding_mask)
-''')
+'''
+
+
+@pytest.mark.parametrize("imports", ["TargetLayer", "*"])
+def test_a_layer_file_without_needles_is_kept_for_the_file_that_imports_it(tmp_path, capsys, imports):
+    # the layer exchanges the factory's masks: MF010 lies in a file no screen would keep
+    assert not might_match(LAYER_ONLY.encode())
+    (tmp_path / "layers_mod.py").write_text(LAYER_ONLY)
+    (tmp_path / "train.py").write_text(caller_of_layer(imports))
     (tmp_path / "unrelated.py").write_text(LAYER_ONLY)  # the same class, in a module nobody imports
     assert main(["check", "--no-cache", str(tmp_path)]) == 1
     out = capsys.readouterr().out
