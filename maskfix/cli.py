@@ -257,18 +257,27 @@ def _screen_and_analyse(run: Run, args, settings: Settings, fix: bool, progress:
     others: List[str] = []  # files the screens rejected, in discovery order
     parsed: List[str] = []  # the keys of the files they passed
     wanted = Imports()  # what the parsed files import
-    read_early: Dict[str, bytes] = {}
+    read_early: Dict[str, Tuple[bytes, Optional[Input]]] = {}  # files looked at while screening
+
+    def wanted_item(path: str) -> Optional[Input]:
+        """The file at ``path`` made ready for the analysis when it defines what a parsed file
+        imports, else None; FileError when it cannot be read."""
+        raw, item = read_early.get(path) or (read_bytes(path), None)
+        if not wanted.wants(raw, path):
+            item = None
+        elif item is None:
+            item = _prepare(path, Path(path), raw)
+        read_early[path] = (raw, item)
+        return item
 
     def look_ahead(path: str) -> None:
         # a file defining what a parsed file imports will be analysed too: parse it while screening
         try:
-            raw = read_early.get(path)
-            raw = read_early[path] = read_bytes(path) if raw is None else raw
-            item = _prepare(path, Path(path), raw) if wanted.wants(raw, path) else None
-            if item is not None and not analysis.has(_key(run, path)):
-                analysis.load(_key(run, path), item.source)
+            item = wanted_item(path)
         except FileError:
-            pass  # reported when it is read again below
+            return  # reported when it is read again below
+        if item is not None and not analysis.has(_key(run, path)):
+            analysis.load(_key(run, path), item.source)
 
     for path, problem, (kind, payload), sig in _screen_all(discover_stat(paths, settings.exclude), args.jobs,
                                                            screens, analysis):
@@ -316,9 +325,7 @@ def _screen_and_analyse(run: Run, args, settings: Settings, fix: bool, progress:
             if not wanted.may_define(path):
                 continue  # by its name, it defines nothing they import: not worth reading
             try:
-                raw = read_early.pop(path, None)
-                raw = read_bytes(path) if raw is None else raw
-                item = _prepare(path, Path(path), raw) if wanted.wants(raw, path) else None
+                item = wanted_item(path)
                 if item is not None:
                     run.inputs[_key(run, path)] = item
             except FileError as exc:
