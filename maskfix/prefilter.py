@@ -16,7 +16,7 @@ so for them the words alone decide.  tests/test_prefilter.py checks that
 every fixture with a finding passes.  A file that fails is still analysed when
 it is named by a file that passes (``Imports``: it defines a class that file
 imports, as a decoder layer over the project's own attention class may hold a
-finding and none of these words); the CLI adds such files in a second round.
+finding and none of these words); the CLI adds such files to the analysis.
 """
 
 import os
