@@ -279,8 +279,8 @@ def _screen_and_analyse(run: Run, args, settings: Settings, fix: bool, progress:
         if item is not None and not analysis.has(_key(run, path)):
             analysis.load(_key(run, path), item.source)
 
-    for path, problem, (kind, payload), sig in _screen_all(discover_stat(paths, settings.exclude), args.jobs,
-                                                           screens, analysis):
+    found = discover_stat(paths, settings.exclude, stat_files=screens is not None)  # the cache needs stats
+    for path, problem, (kind, payload), sig in _screen_all(found, args.jobs, screens, analysis):
         run.files_seen += 1
         progress.tick(run.files_seen)
         if screens is not None and sig is not None:

@@ -50,10 +50,11 @@ def discover(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator[Tupl
 Found = Tuple[str, Optional[str], Optional[os.stat_result], Optional[str]]
 
 
-def discover_stat(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator[Found]:
+def discover_stat(paths: Iterable[str], exclude: Sequence[str] = (), stat_files: bool = True) -> Iterator[Found]:
     """Yield ``(path, error, stat, real path)`` for every source file under ``paths``; stat and real
     path are None with an error.  Paths are strings: a tree has thousands, and ``pathlib`` would
-    cost more than the walk itself.
+    cost more than the walk itself.  Without ``stat_files``, a regular file found in a folder
+    comes with no stat: the folder's listing tells its type, and one ``lstat`` per file is spared.
 
     Directories are walked without following symlinks; a symlinked file is
     used only when its target lies inside one of the given paths.  Files
@@ -85,10 +86,11 @@ def discover_stat(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator
                 seen.add(real_root)
                 yield root, None, st, real_root
             continue
-        yield from _walk(root, real_root, exclude, inside, seen)
+        yield from _walk(root, real_root, exclude, inside, seen, stat_files)
 
 
-def _walk(root: str, real_root: str, exclude: Sequence[str], inside, seen: set) -> Iterator[Found]:
+def _walk(root: str, real_root: str, exclude: Sequence[str], inside, seen: set,
+          stat_files: bool = True) -> Iterator[Found]:
     """Depth first, names sorted, each folder's files before its subfolders (as ``os.walk`` goes).
 
     One ``scandir`` per folder and one ``lstat`` per source file: a folder's real path is its
@@ -123,6 +125,12 @@ def _walk(root: str, real_root: str, exclude: Sequence[str], inside, seen: set) 
                 continue
             path = prefix + name
             if exclude and _excluded(path, exclude):
+                continue
+            if not stat_files and entry.is_file(follow_symlinks=False):  # a regular file, by its listing
+                real = real_prefix + name
+                if real not in seen:
+                    seen.add(real)
+                    yield path, None, None, real
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)

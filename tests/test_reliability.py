@@ -18,7 +18,7 @@ import pytest
 
 import maskfix.cli as cli
 from maskfix import engine
-from maskfix.files import discover, write_atomic
+from maskfix.files import discover, discover_stat, write_atomic
 from maskfix.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -732,3 +732,22 @@ def test_files_the_prefilter_passes_by_are_still_checked_for_their_encoding(tmp_
     code, out, err = run(["check", "--no-cache", str(tmp_path)], capsys)
     assert code == 2 and error_lines(err) == [f"maskfix: error: {tmp_path / 'odd.py'}: " + error_lines(err)[0].split(": ", 3)[-1]]
     assert reason in err
+
+
+def test_a_walk_without_stats_finds_what_a_walk_with_them_finds(tmp_path):
+    # without the cache, no signature is needed: a regular file is known by its folder's listing
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "pkg" / "b.pyi").write_text("y: int\n")
+    os.mkfifo(tmp_path / "pipe.py")
+    os.symlink("a.py", tmp_path / "alias.py")
+    os.symlink("nowhere.py", tmp_path / "dangling.py")
+    os.symlink("loop_b.py", tmp_path / "loop_a.py")
+    os.symlink("loop_a.py", tmp_path / "loop_b.py")
+    with_stats = list(discover_stat([str(tmp_path)]))
+    without = list(discover_stat([str(tmp_path)], stat_files=False))
+    assert [(p, why, real) for p, why, _, real in without] == [(p, why, real) for p, why, _, real in with_stats]
+    assert {os.path.basename(p) for p, why, st, _ in without if why is None and st is None} == {"a.py", "b.pyi"}
+    assert {os.path.basename(p): why for p, why, _, _ in without if why} == {
+        "pipe.py": "not a regular file", "dangling.py": "broken symbolic link",
+        "loop_a.py": "symbolic link loop", "loop_b.py": "symbolic link loop"}
