@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import libcst as cst
 
@@ -183,6 +183,7 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
         else:
             units.append(loaded)
 
+    symbols = Symbols([(u.key, u.module) for u in units])
     # The run's own attention layers, found once across every source.
     wrappers: Dict[str, Signature] = {}
     defined: Dict[str, Dict[str, Signature]] = {}
@@ -197,10 +198,10 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
             defined[u.key] = {n: s for n, s in mine.items() if n in own}
             wrappers.update(defined[u.key])
     for u in units:  # the attention layers each source can see: those it imports, and its own
-        u.visible = {n: s for n, s in wrappers.items() if n in u.imported or u.star}
+        u.visible = {n: s for key, mine in defined.items() if key != u.key
+                     for n, s in mine.items() if (n in u.imported or u.star) and symbols.sees(u.key, n, key)}
         u.visible.update(defined.get(u.key, {}))
     # One abstract interpretation of the run: each source's values, followed into the others.
-    symbols = Symbols([(u.key, u.module) for u in units])
     loaded = {u.key: u for u in units}
     programs: Dict[str, ModuleValues] = {}
 
@@ -230,19 +231,20 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
         analysed.append(u)
     units = analysed
 
-    _share_embeddings(units)
-    exported: Dict[str, DecoderClass] = {}
-    for u in units:
-        for d in u.facts.decoders:
-            exported.setdefault(d.name, d)
+    _share_embeddings(units, symbols)
+    exported: List[Tuple[str, DecoderClass]] = [(u.key, d) for u in units for d in u.facts.decoders]
 
     # Every call of each decoder, across all sources.
     sites_by_unit = {}
     sites_of: Dict[int, list] = {}
     for u in units:
         visible = [d for d in u.facts.decoders if not d.functional]
-        visible += [d for name, d in exported.items()
-                    if (name in u.imported or u.star) and d not in visible and not d.functional]
+        names = {d.name for d in visible}
+        for key, d in exported:  # the first of a name the source can see
+            if key != u.key and d.name not in names and not d.functional and (d.name in u.imported or u.star) \
+                    and symbols.sees(u.key, d.name, key):
+                visible.append(d)
+                names.add(d.name)
         sites = find_call_sites(u.module, visible) if visible else []
         sites_by_unit[u.key] = sites
         for s in sites:
@@ -269,7 +271,8 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
         contexts[u.key] = Context(
             key=u.key, module=u.module, facts=u.facts, factories=u.factories,
             visible_factories=u.factories + u.in_place + [f for v in units if v is not u for f in v.factories
-                                                          if f.name in u.imported or u.star],
+                                                          if (f.name in u.imported or u.star)
+                                                          and symbols.sees(u.key, f.name, v.key)],
             sites=sites_by_unit[u.key],
             sites_of=lambda dec: sites_of.get(id(dec), []),
             where=lambda key, node: view(key).where(node),
@@ -279,7 +282,7 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
             modules=modules,
             # a sliced file's style is read off the whole text, and only when it will be written
             style=Style(u.module, u.original) if fix and u.original else Style(u.module),
-            others=[(v.key, v.module, v.imported | ({"*"} if v.star else set())) for v in units if v is not u],
+            others=[(v.key, v.module, symbols.names_from(v.key, u.key)) for v in units if v is not u],
             symbols=symbols,
             peers=contexts,
             values_of=values_of,
@@ -343,18 +346,20 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
     return outcomes
 
 
-def _share_embeddings(units: List[_Unit]) -> None:
+def _share_embeddings(units: List[_Unit], symbols: Symbols) -> None:
     """Embedding layers (and the pad id their ``compute_mask`` compares with) imported from another
     source count as if defined in the importing one, so call sites are traced as within one file."""
-    pad_of: Dict[str, Optional[int]] = {}
+    pads: Dict[str, List[Tuple[str, Optional[int]]]] = {}  # name -> (source defining it, its pad id)
     for u in units:
         for name in u.facts.embedding_classes:
-            pad_of.setdefault(name, u.facts.pad_id)
+            pads.setdefault(name, []).append((u.key, u.facts.pad_id))
     for u in units:
-        for name in sorted(u.imported & pad_of.keys() - u.facts.embedding_classes):
-            u.facts.embedding_classes.add(name)
-            if u.facts.pad_id is None:
-                u.facts.pad_id = pad_of[name]
+        for name in sorted(u.imported & pads.keys() - u.facts.embedding_classes):
+            seen = [pad for key, pad in pads[name] if key != u.key and symbols.sees(u.key, name, key)]
+            if seen:
+                u.facts.embedding_classes.add(name)
+                if u.facts.pad_id is None:
+                    u.facts.pad_id = seen[0]
 
 
 def _link_decoders_to_callers(units, sites_by_unit, flagged, outcomes: Dict[str, Outcome]) -> None:

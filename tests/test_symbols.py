@@ -2,10 +2,15 @@
 followed by every rule as if both were one file, and a problem is reported (and fixed) in the
 source that holds it."""
 
+from pathlib import Path
+
 import libcst as cst
+import pytest
 
 from maskfix import engine
-from maskfix.symbols import Symbols, imported_names
+from maskfix.symbols import Symbols, could_be, imported_names
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 LAYERS = '''import tensorflow as tf
 
@@ -189,3 +194,48 @@ def test_implicit_decoder_is_judged_by_the_sub_models_of_importing_sources():
     assert 'name="encoder_padding_mask"' in out["main.py"].new_source
     again = engine.run({"decoder.py": out["decoder.py"].new_source, "main.py": out["main.py"].new_source})
     assert _codes(again) == {"decoder.py": [], "main.py": []}
+
+
+SEQ2SEQ = '''import keras
+from keras import layers
+from {module} import {name}
+
+
+def translator(vocab=64, dim=16):
+    source = keras.Input(shape=(None,), dtype="int32")
+    target = keras.Input(shape=(None,), dtype="int32")
+    memory = layers.Embedding(vocab, dim, mask_zero=True)(source)
+    h = layers.Embedding(vocab, dim, mask_zero=True)(target)
+    h = Block(dim, 2)(h, memory)
+    return keras.Model([source, target], layers.Dense(vocab)(h))
+'''
+
+
+@pytest.mark.parametrize("module, name, found", [
+    ("models.blocks", "Block", ["MF001"]),  # the run's own module
+    ("models", "Block", ["MF001"]),  # its package, which may re-export it
+    ("models.blocks", "*", ["MF001"]),
+    ("keras_hub.layers", "Block", []),  # a library's class of the same name
+    ("keras_hub.layers", "*", []),
+])
+def test_an_import_stands_for_a_class_of_the_run_only_when_its_module_may_be_that_file(module, name, found):
+    # the block is used decoder-only where it is defined; the other file calls a `Block` with an
+    # encoder's outputs: MF001 only when that `Block` can be this one
+    blocks = (FIXTURES / "neg_decoder_only_stack" / "before.py").read_text()
+    out = engine.run({"models/blocks.py": blocks, "train.py": SEQ2SEQ.format(module=module, name=name)})
+    assert [f.code for f in out["models/blocks.py"].findings] == found
+    symbols = Symbols([(k, cst.parse_module(v)) for k, v in
+                       {"models/blocks.py": blocks, "train.py": SEQ2SEQ.format(module=module, name=name)}.items()])
+    assert ("Block" in symbols.classes("train.py")) == bool(found)
+
+
+@pytest.mark.parametrize("tail, key, expected", [
+    ("blocks", "models/blocks.py", True),
+    ("models", "models/blocks.py", True),
+    ("models", "models/__init__.py", True),
+    ("", "anything.py", True),  # from . import x
+    ("layers", "models/blocks.py", False),
+    ("block", "models/blocks.py", False),
+])
+def test_a_module_may_be_a_file_by_its_name_or_a_folder_on_its_path(tail, key, expected):
+    assert could_be(tail, key) is expected
