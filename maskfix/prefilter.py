@@ -21,7 +21,7 @@ finding and none of these words); the CLI adds such files to the analysis.
 
 import os
 import re
-from typing import Optional, Tuple
+from typing import Tuple
 
 DECODER = b"MultiHeadAttention"
 LAZY = b"compute_mask"
@@ -162,7 +162,7 @@ def might_match(raw: bytes, notebook: bool = False) -> bool:
 
 # ``from x import A, B as C`` / ``from x import (A, B)`` / ``from x import *``
 _FROM_IMPORT = re.compile(rb"^[ \t]*from[ \t]+([\w.]+)[ \t]+import[ \t]+(\([^)]*\)|[^\n#]*)", re.M)
-_CLASS = re.compile(rb"^[ \t]*class[ \t]+(\w+)", re.M)
+_CLASS = re.compile(rb"class[ \t]+(\w+)")  # a literal first: scanned for fast
 
 
 class Imports:
@@ -170,18 +170,19 @@ class Imports:
     (or a module they import with ``*``) may hold a finding, in a decoder layer used there.
 
     Python finds ``from pkg.layers import Block`` in ``pkg/layers.py`` or ``pkg/layers/__init__.py``,
-    so a file is a candidate by its name alone, before anything is read: a tree's thousands of
-    other files are never read for this.
+    which may re-export it from a module of ``pkg/layers/``, so a file is a candidate by its name
+    or its folder's alone, before anything is read: a tree's thousands of other files are never
+    read for this.
     """
 
     def __init__(self) -> None:
         self.names: dict = {}  # class name as spelled where it is defined -> modules it comes from
         self.star_modules: set = set()  # modules imported with ``*``
         self.modules: set = set()  # every module named (``module_name``): the only files worth reading
-        self._ends: Optional[Tuple[str, ...]] = None  # the ends of their files' paths
+        self._folder: Tuple[str, bool] = ("", False)  # the last folder asked about: is it a module named?
 
     def add(self, raw: bytes) -> None:
-        self._ends = None
+        self._folder = ("", False)
         for m in _FROM_IMPORT.finditer(raw):
             module = m.group(1).rsplit(b".", 1)[-1].decode("ascii", "replace")  # its last component
             for part in m.group(2).strip(b"()").replace(b"\\", b" ").split(b","):
@@ -197,20 +198,35 @@ class Imports:
         return bool(self.modules)
 
     def may_define(self, path: str) -> bool:
-        """Whether Python could import the file at ``path`` as one of the modules named, by its path
-        alone (one ``endswith``: it is asked of every file of a tree)."""
-        if self._ends is None:
-            seps = {"/", os.sep, os.altsep} - {None}
-            self._ends = tuple(f"{sep}{module}{tail}" for module in self.modules for sep in seps
-                               for tail in (".py", ".pyi", f"{sep}__init__.py", f"{sep}__init__.pyi"))
-        return ("/" + path).endswith(self._ends)
+        """Whether Python could import the file at ``path`` as one of the modules named, or as a
+        module of such a package, by its path alone (it is asked of every file of a tree)."""
+        if os.altsep is not None:
+            path = path.replace(os.altsep, os.sep)
+        folder, _, name = path.rpartition(os.sep)
+        stem, _, suffix = name.rpartition(".")
+        if suffix in ("py", "pyi") and stem in self.modules:
+            return True
+        if folder != self._folder[0]:  # a tree's files come folder by folder
+            self._folder = (folder, folder.rpartition(os.sep)[2] in self.modules)
+        return self._folder[1] and suffix in ("py", "pyi")
 
     def wants(self, raw: bytes, path: str) -> bool:
-        """Whether the file ``raw`` at ``path`` defines what they import from it."""
-        module = module_name(path)
-        if module in self.star_modules:
+        """Whether the file ``raw`` at ``path`` defines what they import from it (or from its package)."""
+        modules = {module_name(path), os.path.basename(os.path.dirname(path))}
+        if modules & self.star_modules:
             return True
-        return any(module in self.names.get(m.group(1), ()) for m in _CLASS.finditer(raw))
+        return any(modules & self.names.get(name, set()) for name in class_names(raw))
+
+
+def class_names(raw: bytes) -> list:
+    """The names of the classes ``raw`` defines, at any depth (found from the word ``class``: a
+    pattern starting at each line's indentation would be tried at every byte)."""
+    names = []
+    for m in _CLASS.finditer(raw):
+        start = raw.rfind(b"\n", 0, m.start()) + 1
+        if not raw[start:m.start()].strip(b" \t"):
+            names.append(m.group(1))
+    return names
 
 
 def module_name(path: str) -> str:

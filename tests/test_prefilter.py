@@ -226,9 +226,12 @@ def test_imports_name_the_classes_and_star_modules_a_file_takes_from_elsewhere()
     assert not wanted.wants(layer, "src/blocks.py")  # TargetLayer comes from layers, not from blocks
     assert wanted.wants(b"x = 1\n", "pkg/more.py")
     assert not wanted.wants(b"class Other:\n    pass\n", "layers.py")
-    # a file is a candidate by its name alone: the others of a tree are never read for this
-    assert all(map(wanted.may_define, ["a/layers.py", "layers.py", "a/more/__init__.py", "a/blocks/__init__.pyi"]))
-    assert not any(map(wanted.may_define, ["a/model.py", "layers/model.py", "a/xlayers.py", "a/layers.ipynb"]))
+    # a file is a candidate by its name, or its package's, alone: the others of a tree are never read
+    assert all(map(wanted.may_define, ["a/layers.py", "layers.py", "a/more/__init__.py", "a/blocks/__init__.pyi",
+                                       "layers/model.py", "a/more/impl.py"]))
+    assert not any(map(wanted.may_define, ["a/model.py", "layers/sub/model.py", "a/xlayers.py", "a/layers.ipynb"]))
+    # a module of the package may define what the package re-exports
+    assert wanted.wants(layer, "src/layers/impl.py") and not wanted.wants(layer, "src/blocks/impl.py")
     assert all(wanted.may_define(p) == (module_name(p) in wanted.modules) for p in ["a/more.py", "b/blocks.pyi"])
 
 
@@ -277,6 +280,16 @@ def test_a_layer_file_without_needles_is_kept_for_the_file_that_imports_it(tmp_p
     assert main(["check", "--no-cache", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "layers_mod.py:17:51: MF010 [*]" in out and "unrelated.py" not in out
+
+
+def test_a_layer_file_re_exported_by_its_package_is_kept_for_the_file_that_imports_it(tmp_path, capsys):
+    # `from layers_pkg import TargetLayer`: the package's __init__ re-exports it from a module of its own
+    (tmp_path / "layers_pkg").mkdir()
+    (tmp_path / "layers_pkg" / "__init__.py").write_text("from .impl import TargetLayer\n")
+    (tmp_path / "layers_pkg" / "impl.py").write_text(LAYER_ONLY)
+    (tmp_path / "train.py").write_text(caller_of_layer().replace("from layers_mod import", "from layers_pkg import"))
+    assert main(["check", "--no-cache", str(tmp_path)]) == 1
+    assert "impl.py:17:51: MF010 [*]" in capsys.readouterr().out
 
 
 def test_self_is_not_one_of_a_factory_s_two_parameters():
