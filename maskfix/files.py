@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import fnmatch
 import io
+import operator
 import os
 import stat
 from pathlib import Path
@@ -89,6 +90,9 @@ def discover_stat(paths: Iterable[str], exclude: Sequence[str] = (), stat_files:
         yield from _walk(root, real_root, exclude, inside, seen, stat_files)
 
 
+_NAME = operator.attrgetter("name")  # a key in C: no Python call per entry of a listing
+
+
 def _walk(root: str, real_root: str, exclude: Sequence[str], inside, seen: set,
           stat_files: bool = True) -> Iterator[Found]:
     """Depth first, names sorted, each folder's files before its subfolders (as ``os.walk`` goes).
@@ -104,7 +108,7 @@ def _walk(root: str, real_root: str, exclude: Sequence[str], inside, seen: set,
         real_prefix = real_here if real_here.endswith(os.sep) else real_here + os.sep
         try:
             with os.scandir(here) as listing:
-                entries = sorted(listing, key=lambda e: e.name)
+                entries = sorted(listing, key=_NAME)
         except OSError:
             continue  # as os.walk: a folder that cannot be listed is passed over
         if not top and any(e.name == "pyvenv.cfg" for e in entries):
