@@ -199,7 +199,7 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
             wrappers.update(defined[u.key])
     for u in units:  # the attention layers each source can see: those it imports, and its own
         u.visible = {n: s for key, mine in defined.items() if key != u.key
-                     for n, s in mine.items() if (n in u.imported or u.star) and symbols.sees(u.key, n, key)}
+                     for n, s in mine.items() if symbols.sees(u.key, n, key)}
         u.visible.update(defined.get(u.key, {}))
     # One abstract interpretation of the run: each source's values, followed into the others.
     loaded = {u.key: u for u in units}
@@ -241,8 +241,7 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
         visible = [d for d in u.facts.decoders if not d.functional]
         names = {d.name for d in visible}
         for key, d in exported:  # the first of a name the source can see
-            if key != u.key and d.name not in names and not d.functional and (d.name in u.imported or u.star) \
-                    and symbols.sees(u.key, d.name, key):
+            if key != u.key and d.name not in names and not d.functional and symbols.sees(u.key, d.name, key):
                 visible.append(d)
                 names.add(d.name)
         sites = find_call_sites(u.module, visible) if visible else []
@@ -271,8 +270,7 @@ def _run(sources: Dict[str, str], fix: bool, select: Optional[Sequence[str]],
         contexts[u.key] = Context(
             key=u.key, module=u.module, facts=u.facts, factories=u.factories,
             visible_factories=u.factories + u.in_place + [f for v in units if v is not u for f in v.factories
-                                                          if (f.name in u.imported or u.star)
-                                                          and symbols.sees(u.key, f.name, v.key)],
+                                                          if symbols.sees(u.key, f.name, v.key)],
             sites=sites_by_unit[u.key],
             sites_of=lambda dec: sites_of.get(id(dec), []),
             where=lambda key, node: view(key).where(node),

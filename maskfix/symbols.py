@@ -38,7 +38,10 @@ class Definition:
 def imported_names(module: cst.Module) -> Dict[str, str]:
     """Top-level ``from ... import`` names: local name -> imported name; ``{"*": "*"}`` after a
     star import."""
-    names, stars = import_table(module)
+    return _local_names(*import_table(module))
+
+
+def _local_names(names: Dict[str, Tuple[str, str]], stars: List[str]) -> Dict[str, str]:
     out = {local: name for local, (name, _) in names.items()}
     if stars:
         out[STAR] = STAR
@@ -106,9 +109,7 @@ class Symbols:
         for key, module in sources:
             self.modules[key] = module
             names, stars = import_table(module)
-            self.imports[key] = {local: name for local, (name, _) in names.items()}
-            if stars:
-                self.imports[key][STAR] = STAR
+            self.imports[key] = _local_names(names, stars)
             self._origins[key] = {local: tail for local, (_, tail) in names.items()}
             self._stars[key] = stars
             self._classes[key], self._functions[key] = _own(key, module)
